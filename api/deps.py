@@ -1,0 +1,71 @@
+"""Dependencies of the routes: the application, the acting user, the command context."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from commands.app import Crm
+from commands.context import Context
+from commands.errors import UnauthenticatedError
+from commands.tokens import authenticate
+from domain.errors import InvalidValueError
+from domain.user import User
+
+_ETAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def get_crm(request: Request) -> Crm:
+    crm: Crm = request.app.state.crm
+    return crm
+
+
+CrmDep = Annotated[Crm, Depends(get_crm)]
+
+
+def current_user(
+    crm: CrmDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> User:
+    if not authorization:
+        raise UnauthenticatedError("send Authorization: Bearer <token>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthenticatedError("send Authorization: Bearer <token>")
+    return authenticate(crm, token.strip())
+
+
+UserDep = Annotated[User, Depends(current_user)]
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    match = _ETAG.match(value.strip())
+    if match is None:
+        raise InvalidValueError('If-Match takes the version from the ETag, e.g. "3"')
+    return int(match[1])
+
+
+def command_context(
+    user: UserDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+    if_match: Annotated[str | None, Header()] = None,
+    x_request_id: Annotated[str | None, Header()] = None,
+) -> Context:
+    if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
+        raise InvalidValueError("X-Request-ID has 1 to 100 letters, digits or ._:-")
+    return Context(
+        actor=user.authority,
+        source="api",
+        request_id=x_request_id or uuid.uuid4().hex,
+        idempotency_key=idempotency_key,
+        expected_version=parse_if_match(if_match),
+    )
+
+
+ContextDep = Annotated[Context, Depends(command_context)]

@@ -1,0 +1,131 @@
+"""Every error as ``application/problem+json`` (RFC 9457). A client never causes a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from commands.errors import (
+    ConflictError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    StoreUnavailableError,
+    UnauthenticatedError,
+    UnknownReferenceError,
+)
+from domain.errors import InvalidValueError, NotPermittedError, StateConflictError
+
+log = logging.getLogger("crm.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"/problems/{slug}" if slug else "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+# Most specific first: the first matching class decides.
+ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
+    (UnknownReferenceError, 422, "unknown-reference"),
+    (NotFoundError, 404, "not-found"),
+    (UnauthenticatedError, 401, "unauthenticated"),
+    (ConflictError, 409, "conflict"),
+    (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
+    (StoreUnavailableError, 503, "store-unavailable"),
+    (InvalidValueError, 422, "invalid-value"),
+    (StateConflictError, 409, "rule-violation"),
+    (NotPermittedError, 403, "forbidden"),
+]
+
+
+def error_response(error: Exception) -> JSONResponse:
+    for cls, status, slug in ERROR_STATUS:
+        if isinstance(error, cls):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            if status == 503:
+                headers = {"Retry-After": "5"}
+            return problem(status, str(error), slug, headers=headers)
+    log.exception("unexpected error", exc_info=error)
+    return problem(500, "an unexpected error occurred; it has been logged", "internal")
+
+
+def validation_errors(error: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ())),
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in error.errors()
+    ]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return 400, "the request body is not valid JSON", errors
+    return 422, "the request does not match the expected shape", errors
+
+
+def install(app: FastAPI) -> None:
+    async def on_validation(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        status, detail, errors = validation_errors(error)
+        return problem(status, detail, "validation", errors=errors)
+
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)
+        headers = dict(error.headers) if error.headers else None
+        return problem(error.status_code, str(error.detail), headers=headers)
+
+    async def on_error(request: Request, error: Exception) -> JSONResponse:
+        return error_response(error)
+
+    async def on_model_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ValidationError)
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in error.errors()
+        ]
+        return problem(
+            422, "the request does not match the expected shape", "validation", errors=errors
+        )
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ValidationError, on_model_error)
+    app.add_exception_handler(HTTPException, on_http)
+    for cls, _, _ in ERROR_STATUS:
+        app.add_exception_handler(cls, on_error)
+    app.add_exception_handler(Exception, on_error)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import ContextDep, CrmDep, UserDep
+from api.routes.common import read, run
+from api.schemas import AccountPublic
+from commands.accounts import (
+    AccountChanges,
+    ArchiveAccount,
+    MoveAccount,
+    OwnerChange,
+    ParentChange,
+    ReassignAccount,
+    RegisterAccount,
+    RestoreAccount,
+    UpdateAccount,
+)
+from commands.context import Receipt
+from domain.account import Account
+
+router = APIRouter()
+
+
+@router.post("", status_code=201)
+def register_account(
+    body: RegisterAccount, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, body, ctx, response, created="/accounts")
+
+
+@router.get("/{account_id}")
+def get_account(account_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> AccountPublic:
+    return AccountPublic.of(read(crm, Account, account_id, response))
+
+
+@router.patch("/{account_id}")
+def update_account(
+    account_id: UUID, body: AccountChanges, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    fields = body.model_dump(exclude_unset=True)
+    return run(crm, UpdateAccount(account_id=account_id, **fields), ctx, response)
+
+
+@router.post("/{account_id}/owner")
+def reassign_account(
+    account_id: UUID, body: OwnerChange, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, ReassignAccount(account_id=account_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{account_id}/parent")
+def move_account(
+    account_id: UUID, body: ParentChange, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, MoveAccount(account_id=account_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{account_id}/archive")
+def archive_account(account_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, ArchiveAccount(account_id=account_id), ctx, response)
+
+
+@router.post("/{account_id}/restore")
+def restore_account(account_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, RestoreAccount(account_id=account_id), ctx, response)

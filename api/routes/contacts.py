@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import ContextDep, CrmDep, UserDep
+from api.routes.common import read, run
+from api.schemas import ContactPublic
+from commands.contacts import (
+    AccountLink,
+    ChangeLifecycleStage,
+    ContactChanges,
+    ContactOwnerChange,
+    CreateContact,
+    LifecycleChange,
+    LinkContactToAccount,
+    ReassignContact,
+    TagBody,
+    TagContact,
+    UntagContact,
+    UpdateContact,
+)
+from commands.context import Receipt
+from domain.contact import Contact
+
+router = APIRouter()
+
+
+@router.post("", status_code=201)
+def create_contact(
+    body: CreateContact, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, body, ctx, response, created="/contacts")
+
+
+@router.get("/{contact_id}")
+def get_contact(contact_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> ContactPublic:
+    return ContactPublic.of(read(crm, Contact, contact_id, response))
+
+
+@router.patch("/{contact_id}")
+def update_contact(
+    contact_id: UUID, body: ContactChanges, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    fields = body.model_dump(exclude_unset=True)
+    return run(crm, UpdateContact(contact_id=contact_id, **fields), ctx, response)
+
+
+@router.post("/{contact_id}/account")
+def link_to_account(
+    contact_id: UUID, body: AccountLink, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    command = LinkContactToAccount(contact_id=contact_id, **body.model_dump())
+    return run(crm, command, ctx, response)
+
+
+@router.post("/{contact_id}/owner")
+def reassign_contact(
+    contact_id: UUID, body: ContactOwnerChange, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, ReassignContact(contact_id=contact_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{contact_id}/tags")
+def tag_contact(
+    contact_id: UUID, body: TagBody, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, TagContact(contact_id=contact_id, **body.model_dump()), ctx, response)
+
+
+@router.delete("/{contact_id}/tags/{tag}")
+def untag_contact(
+    contact_id: UUID, tag: str, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, UntagContact(contact_id=contact_id, tag=tag), ctx, response)
+
+
+@router.post("/{contact_id}/lifecycle-stage")
+def change_lifecycle_stage(
+    contact_id: UUID, body: LifecycleChange, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    command = ChangeLifecycleStage(contact_id=contact_id, **body.model_dump())
+    return run(crm, command, ctx, response)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import ContextDep, CrmDep, UserDep
+from api.routes.common import read, run
+from api.schemas import DealPublic
+from commands.context import Receipt
+from commands.deals import (
+    DealChanges,
+    DealOwnerChange,
+    LoseDeal,
+    MoveDeal,
+    OpenDeal,
+    Outcome,
+    ReassignDeal,
+    ReopenDeal,
+    Reopening,
+    StageMove,
+    UpdateDeal,
+    WinDeal,
+)
+from domain.deal import Deal
+
+router = APIRouter()
+
+
+@router.post("", status_code=201)
+def open_deal(body: OpenDeal, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, body, ctx, response, created="/deals")
+
+
+@router.get("/{deal_id}")
+def get_deal(deal_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> DealPublic:
+    return DealPublic.of(read(crm, Deal, deal_id, response))
+
+
+@router.patch("/{deal_id}")
+def update_deal(
+    deal_id: UUID, body: DealChanges, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    fields = body.model_dump(exclude_unset=True)
+    return run(crm, UpdateDeal(deal_id=deal_id, **fields), ctx, response)
+
+
+@router.post("/{deal_id}/stage-changes")
+def move_deal(
+    deal_id: UUID, body: StageMove, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, MoveDeal(deal_id=deal_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{deal_id}/owner")
+def reassign_deal(
+    deal_id: UUID, body: DealOwnerChange, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, ReassignDeal(deal_id=deal_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{deal_id}/won")
+def win_deal(
+    deal_id: UUID, body: Outcome, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, WinDeal(deal_id=deal_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{deal_id}/lost")
+def lose_deal(
+    deal_id: UUID, body: Outcome, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, LoseDeal(deal_id=deal_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{deal_id}/reopen")
+def reopen_deal(
+    deal_id: UUID, body: Reopening, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, ReopenDeal(deal_id=deal_id, **body.model_dump()), ctx, response)

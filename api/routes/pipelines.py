@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import ContextDep, CrmDep, UserDep
+from api.routes.common import read, run
+from api.schemas import PipelinePublic
+from commands.context import Receipt
+from commands.pipelines import (
+    AddStage,
+    ChangeStage,
+    CreatePipeline,
+    NewStage,
+    PipelineRename,
+    RenamePipeline,
+    ReorderStages,
+    StageChanges,
+    StageOrder,
+)
+from domain.pipeline import Pipeline
+
+router = APIRouter()
+
+
+@router.post("", status_code=201)
+def create_pipeline(
+    body: CreatePipeline, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, body, ctx, response, created="/pipelines")
+
+
+@router.get("/{pipeline_id}")
+def get_pipeline(pipeline_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> PipelinePublic:
+    return PipelinePublic.of(read(crm, Pipeline, pipeline_id, response))
+
+
+@router.patch("/{pipeline_id}")
+def rename_pipeline(
+    pipeline_id: UUID, body: PipelineRename, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, RenamePipeline(pipeline_id=pipeline_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{pipeline_id}/stages")
+def add_stage(
+    pipeline_id: UUID, body: NewStage, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, AddStage(pipeline_id=pipeline_id, **body.model_dump()), ctx, response)
+
+
+@router.patch("/{pipeline_id}/stages/{stage_id}")
+def change_stage(
+    pipeline_id: UUID,
+    stage_id: UUID,
+    body: StageChanges,
+    crm: CrmDep,
+    ctx: ContextDep,
+    response: Response,
+) -> Receipt:
+    command = ChangeStage(pipeline_id=pipeline_id, stage_id=stage_id, **body.model_dump())
+    return run(crm, command, ctx, response)
+
+
+@router.post("/{pipeline_id}/stage-order")
+def reorder_stages(
+    pipeline_id: UUID, body: StageOrder, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, ReorderStages(pipeline_id=pipeline_id, **body.model_dump()), ctx, response)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import ContextDep, CrmDep, UserDep
+from api.routes.common import read, run
+from api.schemas import TaskPublic
+from commands.context import Receipt
+from commands.tasks import (
+    Assignment,
+    AssignTask,
+    CompleteTask,
+    CreateTask,
+    ReopenTask,
+    TaskChanges,
+    UpdateTask,
+)
+from domain.task import Task
+
+router = APIRouter()
+
+
+@router.post("", status_code=201)
+def create_task(body: CreateTask, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, body, ctx, response, created="/tasks")
+
+
+@router.get("/{task_id}")
+def get_task(task_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> TaskPublic:
+    return TaskPublic.of(read(crm, Task, task_id, response))
+
+
+@router.patch("/{task_id}")
+def update_task(
+    task_id: UUID, body: TaskChanges, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    fields = body.model_dump(exclude_unset=True)
+    return run(crm, UpdateTask(task_id=task_id, **fields), ctx, response)
+
+
+@router.post("/{task_id}/assignee")
+def assign_task(
+    task_id: UUID, body: Assignment, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, AssignTask(task_id=task_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{task_id}/completion")
+def complete_task(task_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, CompleteTask(task_id=task_id), ctx, response)
+
+
+@router.post("/{task_id}/reopen")
+def reopen_task(task_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, ReopenTask(task_id=task_id), ctx, response)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import ContextDep, CrmDep, UserDep
+from api.routes.common import read, run
+from api.schemas import UserPublic
+from commands.context import Receipt
+from commands.users import (
+    DeactivateUser,
+    GrantRole,
+    InviteUser,
+    IssueToken,
+    RevokeRole,
+    RevokeToken,
+    RoleBody,
+    TokenRequest,
+)
+from domain.roles import Role
+from domain.user import User
+
+router = APIRouter()
+
+
+@router.post("", status_code=201)
+def invite_user(body: InviteUser, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    """Invite a user with a first role. The reply's ``shown_once.token`` is their API
+    token: it is never shown again, and only its hash is stored."""
+    return run(crm, body, ctx, response, created="/users")
+
+
+@router.get("/me")
+def who_am_i(user: UserDep, response: Response) -> UserPublic:
+    response.headers["ETag"] = f'"{user.version}"'
+    return UserPublic.of(user)
+
+
+@router.get("/{user_id}")
+def get_user(user_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> UserPublic:
+    return UserPublic.of(read(crm, User, user_id, response))
+
+
+@router.post("/{user_id}/roles")
+def grant_role(
+    user_id: UUID, body: RoleBody, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, GrantRole(user_id=user_id, **body.model_dump()), ctx, response)
+
+
+@router.delete("/{user_id}/roles/{role}")
+def revoke_role(
+    user_id: UUID, role: Role, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, RevokeRole(user_id=user_id, role=role), ctx, response)
+
+
+@router.post("/{user_id}/deactivation")
+def deactivate_user(user_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
+    return run(crm, DeactivateUser(user_id=user_id), ctx, response)
+
+
+@router.post("/{user_id}/tokens", status_code=201)
+def issue_token(
+    user_id: UUID, body: TokenRequest, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """Issue an API token; ``shown_once.token`` is never shown again."""
+    return run(crm, IssueToken(user_id=user_id, **body.model_dump()), ctx, response)
+
+
+@router.delete("/{user_id}/tokens/{token_id}")
+def revoke_token(
+    user_id: UUID, token_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, RevokeToken(user_id=user_id, token_id=token_id), ctx, response)

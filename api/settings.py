@@ -1,0 +1,32 @@
+"""Settings, read from the environment with the prefix ``CRM_`` (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("crm-data"), description="SQLite store and DuckDB files")
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/dbname; unset = SQLite in data_dir",
+    )
+    pg_pool_size: int = Field(default=10, ge=1, le=200)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "events.sqlite"
+
+    @property
+    def store_description(self) -> str:
+        if self.database_url:
+            return "PostgreSQL " + self.database_url.split("@")[-1]
+        return f"SQLite {self.sqlite_path}"

@@ -1,0 +1,171 @@
+"""Commands on contacts. E-mail addresses are unique across contacts."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import EmailStr, Field
+
+from commands.accounts import owner_or_actor
+from commands.app import Crm
+from commands.context import Context, Decision, Payload
+from commands.loading import check_account, check_user, load_target
+from domain.contact import EMAIL_SCOPE, Contact, LifecycleStage
+from domain.errors import InvalidValueError
+from domain.index import UniqueKey
+from domain.values import key_id
+
+MAX_LIST = 20
+
+
+class CreateContact(Payload):
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    emails: list[EmailStr] = Field(default=[], max_length=MAX_LIST)
+    phones: list[str] = Field(default=[], max_length=MAX_LIST)
+    job_title: str | None = Field(default=None, max_length=200)
+    account_id: UUID | None = None
+    owner_id: UUID | None = Field(default=None, description="defaults to the acting user")
+    tags: list[str] = Field(default=[], max_length=MAX_LIST)
+    lifecycle_stage: LifecycleStage = LifecycleStage.LEAD
+
+
+class ContactChanges(Payload):
+    """Only the fields present change; null clears an optional field."""
+
+    first_name: str | None = Field(default=None, min_length=1, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    emails: list[EmailStr] | None = Field(default=None, max_length=MAX_LIST)
+    phones: list[str] | None = Field(default=None, max_length=MAX_LIST)
+    job_title: str | None = Field(default=None, max_length=200)
+
+
+class UpdateContact(ContactChanges):
+    contact_id: UUID
+
+
+class AccountLink(Payload):
+    account_id: UUID | None
+
+
+class LinkContactToAccount(AccountLink):
+    contact_id: UUID
+
+
+class ContactOwnerChange(Payload):
+    owner_id: UUID
+
+
+class ReassignContact(ContactOwnerChange):
+    contact_id: UUID
+
+
+class TagBody(Payload):
+    tag: str = Field(min_length=1, max_length=50)
+
+
+class TagContact(TagBody):
+    contact_id: UUID
+
+
+class UntagContact(TagBody):
+    contact_id: UUID
+
+
+class LifecycleChange(Payload):
+    stage: LifecycleStage
+
+
+class ChangeLifecycleStage(LifecycleChange):
+    contact_id: UUID
+
+
+def claim_emails(crm: Crm, contact_id: UUID, emails: list[str]) -> list[UniqueKey]:
+    keys = []
+    for email in emails:
+        key = crm.find(UniqueKey, key_id(EMAIL_SCOPE, email))
+        if key is None:
+            key = UniqueKey(scope=EMAIL_SCOPE, key=email, holder_id=contact_id)
+        else:
+            key.claim(contact_id)
+        keys.append(key)
+    return keys
+
+
+def release_emails(crm: Crm, contact_id: UUID, emails: list[str]) -> list[UniqueKey]:
+    keys = []
+    for email in emails:
+        key = crm.find(UniqueKey, key_id(EMAIL_SCOPE, email))
+        if key is not None:
+            key.release(contact_id)
+            keys.append(key)
+    return keys
+
+
+def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
+    owner_id = owner_or_actor(cmd.owner_id, ctx)
+    check_user(crm, owner_id)
+    check_account(crm, cmd.account_id)
+    contact = Contact.create(
+        first_name=cmd.first_name,
+        last_name=cmd.last_name,
+        owner_id=owner_id,
+        emails=cmd.emails,
+        phones=cmd.phones,
+        job_title=cmd.job_title,
+        account_id=cmd.account_id,
+        tags=cmd.tags,
+        lifecycle_stage=cmd.lifecycle_stage,
+    )
+    keys = claim_emails(crm, contact.id, contact.emails)
+    return Decision(contact, others=keys, created={"contact_id": contact.id})
+
+
+def update_contact(cmd: UpdateContact, crm: Crm, ctx: Context) -> Decision:
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    given = cmd.model_fields_set
+    if "first_name" in given and cmd.first_name is None:
+        raise InvalidValueError("a contact's first name cannot be cleared")
+    contact.change_details(
+        first_name=cmd.first_name if cmd.first_name is not None else contact.first_name,
+        last_name=cmd.last_name if cmd.last_name is not None else contact.last_name,
+        phones=cmd.phones if cmd.phones is not None else contact.phones,
+        job_title=cmd.job_title if "job_title" in given else contact.job_title,
+    )
+    keys: list[UniqueKey] = []
+    if cmd.emails is not None:
+        added, removed = contact.change_emails(cmd.emails)
+        keys = claim_emails(crm, contact.id, added) + release_emails(crm, contact.id, removed)
+    return Decision(contact, others=keys)
+
+
+def link_contact_to_account(cmd: LinkContactToAccount, crm: Crm, ctx: Context) -> Decision:
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    check_account(crm, cmd.account_id)
+    contact.link_account(cmd.account_id)
+    return Decision(contact)
+
+
+def reassign_contact(cmd: ReassignContact, crm: Crm, ctx: Context) -> Decision:
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    check_user(crm, cmd.owner_id)
+    contact.reassign(cmd.owner_id)
+    return Decision(contact)
+
+
+def tag_contact(cmd: TagContact, crm: Crm, ctx: Context) -> Decision:
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact.tag(cmd.tag)
+    return Decision(contact)
+
+
+def untag_contact(cmd: UntagContact, crm: Crm, ctx: Context) -> Decision:
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact.untag(cmd.tag)
+    return Decision(contact)
+
+
+def change_lifecycle_stage(cmd: ChangeLifecycleStage, crm: Crm, ctx: Context) -> Decision:
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact.change_lifecycle_stage(cmd.stage)
+    return Decision(contact)

@@ -1,0 +1,70 @@
+"""What every handler receives besides its command, and what every command returns."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from pydantic import BaseModel, ConfigDict
+
+from commands.persistence import Meta
+from domain.roles import Authority
+
+
+class Payload(BaseModel):
+    """Base of every command and command body: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who acts, through what, and under which guarantees (expected version, idempotency)."""
+
+    actor: Authority
+    source: str = "api"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    idempotency_key: str | None = None
+    expected_version: int | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def meta(self) -> Meta:
+        actor = (
+            self.actor.user_id.hex
+            if self.actor.user_id
+            else ("system" if self.actor.is_system else None)
+        )
+        return Meta(
+            actor=actor,
+            request_id=self.request_id,
+            source=self.source,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+@dataclass
+class Decision:
+    """What a handler decided: the record the command is about, other records changed
+    in the same transaction, the ids it created, and values shown once (never stored)."""
+
+    target: Aggregate
+    others: Sequence[Aggregate] = ()
+    created: dict[str, UUID] = field(default_factory=dict)
+    shown_once: dict[str, Any] = field(default_factory=dict)
+
+
+class Receipt(BaseModel):
+    """The reply to every command."""
+
+    id: UUID
+    version: int
+    position: int
+    created: dict[str, UUID] = {}
+    replayed: bool = False
+    shown_once: dict[str, Any] = {}

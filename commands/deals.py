@@ -1,0 +1,153 @@
+"""Commands on deals."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+from pydantic import Field
+
+from commands.accounts import owner_or_actor
+from commands.app import Crm
+from commands.context import Context, Decision, Payload
+from commands.loading import check_account, check_refs, check_user, load_ref, load_target
+from domain.contact import Contact
+from domain.deal import Deal
+from domain.errors import InvalidValueError
+from domain.pipeline import Pipeline
+from domain.values import Money
+
+Amount = Field(description='a decimal string such as "12500.00"; never negative')
+Currency = Field(min_length=3, max_length=3, description="ISO 4217, e.g. EUR")
+
+
+class OpenDeal(Payload):
+    title: str = Field(min_length=1, max_length=200)
+    amount: Decimal = Amount
+    currency: str = Currency
+    pipeline_id: UUID
+    stage: str | None = Field(default=None, description="stage id or name; default the first")
+    account_id: UUID | None = None
+    contact_ids: list[UUID] = Field(default=[], max_length=50)
+    owner_id: UUID | None = Field(default=None, description="defaults to the acting user")
+    expected_close_date: date | None = None
+
+
+class StageMove(Payload):
+    stage: str = Field(min_length=1, max_length=100, description="stage id or name")
+
+
+class MoveDeal(StageMove):
+    deal_id: UUID
+
+
+class DealChanges(Payload):
+    """Only the fields present change. Amount and currency change together."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    amount: Decimal | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    expected_close_date: date | None = None
+    contact_ids: list[UUID] | None = Field(default=None, max_length=50)
+
+
+class UpdateDeal(DealChanges):
+    deal_id: UUID
+
+
+class DealOwnerChange(Payload):
+    owner_id: UUID
+
+
+class ReassignDeal(DealOwnerChange):
+    deal_id: UUID
+
+
+class Outcome(Payload):
+    reason: str = Field(default="", max_length=1000)
+
+
+class WinDeal(Outcome):
+    deal_id: UUID
+
+
+class LoseDeal(Outcome):
+    deal_id: UUID
+
+
+class Reopening(Payload):
+    stage: str | None = Field(default=None, description="default: the stage it closed in")
+
+
+class ReopenDeal(Reopening):
+    deal_id: UUID
+
+
+def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
+    owner_id = owner_or_actor(cmd.owner_id, ctx)
+    check_user(crm, owner_id)
+    check_account(crm, cmd.account_id)
+    check_refs(crm, Contact, cmd.contact_ids)
+    pipeline = load_ref(crm, Pipeline, cmd.pipeline_id)
+    deal = Deal.open(
+        title=cmd.title,
+        value=Money(cmd.amount, cmd.currency),
+        pipeline=pipeline,
+        owner_id=owner_id,
+        stage=cmd.stage,
+        account_id=cmd.account_id,
+        contact_ids=cmd.contact_ids,
+        expected_close_date=cmd.expected_close_date,
+    )
+    return Decision(deal, created={"deal_id": deal.id})
+
+
+def move_deal(cmd: MoveDeal, crm: Crm, ctx: Context) -> Decision:
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal.move_to(cmd.stage, crm.load(Pipeline, deal.pipeline_id))
+    return Decision(deal)
+
+
+def update_deal(cmd: UpdateDeal, crm: Crm, ctx: Context) -> Decision:
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    given = cmd.model_fields_set
+    if "title" in given:
+        if cmd.title is None:
+            raise InvalidValueError("a deal's title cannot be cleared")
+        deal.retitle(cmd.title)
+    if given & {"amount", "currency"}:
+        amount = cmd.amount if cmd.amount is not None else deal.amount
+        currency = cmd.currency if cmd.currency is not None else deal.currency
+        deal.change_value(Money(amount, currency))
+    if "expected_close_date" in given:
+        deal.change_close_date(cmd.expected_close_date)
+    if cmd.contact_ids is not None:
+        check_refs(crm, Contact, cmd.contact_ids)
+        deal.change_contacts(cmd.contact_ids)
+    return Decision(deal)
+
+
+def reassign_deal(cmd: ReassignDeal, crm: Crm, ctx: Context) -> Decision:
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    check_user(crm, cmd.owner_id)
+    deal.reassign(cmd.owner_id)
+    return Decision(deal)
+
+
+def win_deal(cmd: WinDeal, crm: Crm, ctx: Context) -> Decision:
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal.win(cmd.reason)
+    return Decision(deal)
+
+
+def lose_deal(cmd: LoseDeal, crm: Crm, ctx: Context) -> Decision:
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal.lose(cmd.reason)
+    return Decision(deal)
+
+
+def reopen_deal(cmd: ReopenDeal, crm: Crm, ctx: Context) -> Decision:
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal.reopen(crm.load(Pipeline, deal.pipeline_id), cmd.stage)
+    return Decision(deal)

@@ -1,0 +1,148 @@
+"""One explicit mapping from command to handler, and :func:`execute`, which runs a
+handler and saves its decision with metadata, expected versions and idempotency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from commands import accounts, contacts, deals, interactions, pipelines, tasks, users
+from commands.app import Crm
+from commands.context import Context, Decision, Payload, Receipt
+from commands.errors import CommandError, ConflictError
+from commands.idempotency import MAX_KEY_LENGTH, IdempotencyRecord, fingerprint, record_id
+from domain.errors import DomainError, InvalidValueError
+
+Handler = Callable[[Any, Crm, Context], Decision]
+
+HANDLERS: dict[type[Payload], Handler] = {
+    accounts.RegisterAccount: accounts.register_account,
+    accounts.UpdateAccount: accounts.update_account,
+    accounts.ReassignAccount: accounts.reassign_account,
+    accounts.MoveAccount: accounts.move_account,
+    accounts.ArchiveAccount: accounts.archive_account,
+    accounts.RestoreAccount: accounts.restore_account,
+    contacts.CreateContact: contacts.create_contact,
+    contacts.UpdateContact: contacts.update_contact,
+    contacts.LinkContactToAccount: contacts.link_contact_to_account,
+    contacts.ReassignContact: contacts.reassign_contact,
+    contacts.TagContact: contacts.tag_contact,
+    contacts.UntagContact: contacts.untag_contact,
+    contacts.ChangeLifecycleStage: contacts.change_lifecycle_stage,
+    pipelines.CreatePipeline: pipelines.create_pipeline,
+    pipelines.RenamePipeline: pipelines.rename_pipeline,
+    pipelines.AddStage: pipelines.add_stage,
+    pipelines.ChangeStage: pipelines.change_stage,
+    pipelines.ReorderStages: pipelines.reorder_stages,
+    deals.OpenDeal: deals.open_deal,
+    deals.MoveDeal: deals.move_deal,
+    deals.UpdateDeal: deals.update_deal,
+    deals.ReassignDeal: deals.reassign_deal,
+    deals.WinDeal: deals.win_deal,
+    deals.LoseDeal: deals.lose_deal,
+    deals.ReopenDeal: deals.reopen_deal,
+    interactions.LogCall: interactions.log_interaction,
+    interactions.LogEmail: interactions.log_interaction,
+    interactions.LogMeeting: interactions.log_interaction,
+    interactions.LogNote: interactions.log_interaction,
+    interactions.LogSms: interactions.log_interaction,
+    interactions.CorrectInteraction: interactions.correct_interaction,
+    interactions.RetractInteraction: interactions.retract_interaction,
+    tasks.CreateTask: tasks.create_task,
+    tasks.UpdateTask: tasks.update_task,
+    tasks.AssignTask: tasks.assign_task,
+    tasks.CompleteTask: tasks.complete_task,
+    tasks.ReopenTask: tasks.reopen_task,
+    users.InviteUser: users.invite_user,
+    users.GrantRole: users.grant_role,
+    users.RevokeRole: users.revoke_role,
+    users.DeactivateUser: users.deactivate_user,
+    users.IssueToken: users.issue_token,
+    users.RevokeToken: users.revoke_token,
+}
+
+#: Read-only users (Auditors) may still look after their own tokens.
+ALLOWED_READ_ONLY: tuple[type[Payload], ...] = (users.IssueToken, users.RevokeToken)
+
+
+def execute(crm: Crm, command: Payload, ctx: Context) -> Receipt:
+    """Run ``command`` as ``ctx.actor`` and save what it decided in one transaction.
+
+    With an idempotency key, a command already carried out for the same actor and key
+    returns its first receipt (``replayed``) and appends nothing; the same key with a
+    different command is refused.
+    """
+    handler = HANDLERS[type(command)]
+    if type(command) not in ALLOWED_READ_ONLY:
+        ctx.actor.check_can_write()
+    key = ctx.idempotency_key
+    if key is None:
+        return _decide_and_save(crm, handler, command, ctx, None)
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidValueError(f"an Idempotency-Key has 1 to {MAX_KEY_LENGTH} characters")
+    actor = ctx.meta.actor or "anonymous"
+    request = fingerprint(command)
+    replay = _replay(crm, actor, key, request)
+    if replay is not None:
+        return replay
+    try:
+        return _decide_and_save(
+            crm, handler, command, ctx, lambda decision: _record(actor, key, request, decision)
+        )
+    except (DomainError, CommandError):
+        # A concurrent retry may have committed first: then its reply is ours.
+        replay = _replay(crm, actor, key, request)
+        if replay is not None:
+            return replay
+        raise
+
+
+def _decide_and_save(
+    crm: Crm,
+    handler: Handler,
+    command: Payload,
+    ctx: Context,
+    record: Callable[[Decision], IdempotencyRecord] | None,
+) -> Receipt:
+    decision = handler(command, crm, ctx)
+    target = decision.target
+    extra = [record(decision)] if record else []
+    recordings = crm.save_with(ctx.meta, target, *decision.others, *extra)
+    position = max((r.notification.id for r in recordings), default=0) or crm.position()
+    return Receipt(
+        id=target.id,
+        version=target.version,
+        position=position,
+        created=decision.created,
+        shown_once=decision.shown_once,
+    )
+
+
+def _record(actor: str, key: str, request: str, decision: Decision) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        actor=actor,
+        key=key,
+        fingerprint=request,
+        target_id=decision.target.id,
+        target_version=decision.target.version,
+        created=decision.created,
+    )
+
+
+def _replay(crm: Crm, actor: str, key: str, request: str) -> Receipt | None:
+    record = crm.find(IdempotencyRecord, record_id(actor, key))
+    if record is None:
+        return None
+    record.check_same_request(request)
+    # The first reply's events are at or before the current head, so the head is a
+    # position at which a read model shows them.
+    return Receipt(
+        id=record.target_id,
+        version=record.target_version,
+        position=crm.position(),
+        created=record.created,
+        replayed=True,
+    )
+
+
+__all__ = ["HANDLERS", "ConflictError", "execute"]

@@ -1,0 +1,52 @@
+"""Loading helpers shared by the handlers: the target with its expected version,
+referenced records that must exist."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from commands.app import Crm
+from commands.context import Context
+from commands.errors import ConflictError, NotFoundError, UnknownReferenceError
+from domain.account import Account
+from domain.user import User
+
+A = TypeVar("A", bound=Aggregate)
+
+
+def load_target(crm: Crm, cls: type[A], record_id: UUID, ctx: Context) -> A:
+    """The record a command changes, refused with a conflict if it is not at the
+    version the client expected (``If-Match``)."""
+    aggregate = crm.load(cls, record_id)
+    if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
+        raise ConflictError(
+            f"expected version {ctx.expected_version}, but the record is at {aggregate.version}"
+        )
+    return aggregate
+
+
+def load_ref(crm: Crm, cls: type[A], record_id: UUID) -> A:
+    """A record that a command refers to in its body; it must exist."""
+    try:
+        return crm.load(cls, record_id)
+    except NotFoundError as error:
+        raise UnknownReferenceError(error.kind, record_id) from None
+
+
+def check_user(crm: Crm, user_id: UUID) -> None:
+    """An owner or assignee must be an active user."""
+    user = load_ref(crm, User, user_id)
+    user.check_active()
+
+
+def check_account(crm: Crm, account_id: UUID | None) -> None:
+    if account_id is not None:
+        load_ref(crm, Account, account_id).check_not_archived()
+
+
+def check_refs(crm: Crm, cls: type[Aggregate], ids: list[UUID] | tuple[UUID, ...]) -> None:
+    for record_id in ids:
+        load_ref(crm, cls, record_id)

@@ -1,0 +1,97 @@
+"""Commands on pipelines. Shaping pipelines is for Admins and Owners."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import Field
+
+from commands.app import Crm
+from commands.context import Context, Decision, Payload
+from commands.loading import load_target
+from domain.pipeline import MAX_STAGES, Pipeline
+from domain.roles import Role
+
+Probability = Field(ge=0, le=100, strict=True, description="win probability, 0 to 100")
+
+
+class StageSpec(Payload):
+    name: str = Field(min_length=1, max_length=100)
+    probability: int = Probability
+
+
+class CreatePipeline(Payload):
+    name: str = Field(min_length=1, max_length=200)
+    stages: list[StageSpec] = Field(min_length=1, max_length=MAX_STAGES)
+
+
+class PipelineRename(Payload):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RenamePipeline(PipelineRename):
+    pipeline_id: UUID
+
+
+class NewStage(StageSpec):
+    position: int | None = Field(default=None, ge=0, description="0 = first; default last")
+
+
+class AddStage(NewStage):
+    pipeline_id: UUID
+
+
+class StageChanges(Payload):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    probability: int | None = Field(default=None, ge=0, le=100, strict=True)
+
+
+class ChangeStage(StageChanges):
+    pipeline_id: UUID
+    stage_id: UUID
+
+
+class StageOrder(Payload):
+    stage_ids: list[UUID] = Field(min_length=1, max_length=MAX_STAGES)
+
+
+class ReorderStages(StageOrder):
+    pipeline_id: UUID
+
+
+def create_pipeline(cmd: CreatePipeline, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_at_least(Role.ADMIN)
+    pipeline = Pipeline.create(cmd.name, [(s.name, s.probability) for s in cmd.stages])
+    return Decision(pipeline, created={"pipeline_id": pipeline.id})
+
+
+def rename_pipeline(cmd: RenamePipeline, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_at_least(Role.ADMIN)
+    pipeline = load_target(crm, Pipeline, cmd.pipeline_id, ctx)
+    pipeline.rename(cmd.name)
+    return Decision(pipeline)
+
+
+def add_stage(cmd: AddStage, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_at_least(Role.ADMIN)
+    pipeline = load_target(crm, Pipeline, cmd.pipeline_id, ctx)
+    stage = pipeline.add_stage(cmd.name, cmd.probability, cmd.position)
+    return Decision(pipeline, created={"stage_id": stage.id})
+
+
+def change_stage(cmd: ChangeStage, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_at_least(Role.ADMIN)
+    pipeline = load_target(crm, Pipeline, cmd.pipeline_id, ctx)
+    pipeline.check_has_stage(cmd.stage_id)
+    if cmd.name is not None:
+        pipeline.rename_stage(cmd.stage_id, cmd.name)
+    if cmd.probability is not None:
+        pipeline.reweight_stage(cmd.stage_id, cmd.probability)
+    return Decision(pipeline)
+
+
+def reorder_stages(cmd: ReorderStages, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_at_least(Role.ADMIN)
+    pipeline = load_target(crm, Pipeline, cmd.pipeline_id, ctx)
+    pipeline.reorder_stages(cmd.stage_ids)
+    return Decision(pipeline)

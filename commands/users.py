@@ -1,0 +1,118 @@
+"""Commands on users: invitations, roles, deactivation, API tokens.
+
+The role rules themselves live on :class:`domain.user.User` and :mod:`domain.roles`.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import EmailStr, Field
+
+from commands.app import Crm
+from commands.context import Context, Decision, Payload
+from commands.loading import load_target
+from commands.tokens import new_token
+from domain.index import UniqueKey
+from domain.roles import Role
+from domain.user import OwnerRoster, User, roster_id
+from domain.values import key_id, normalize_email
+
+USER_EMAIL_SCOPE = "user-emails"
+
+
+class InviteUser(Payload):
+    email: EmailStr
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    issue_token: bool = Field(default=True, description="issue a first API token, shown once")
+
+
+class RoleBody(Payload):
+    role: Role
+
+
+class GrantRole(RoleBody):
+    user_id: UUID
+
+
+class RevokeRole(RoleBody):
+    user_id: UUID
+
+
+class DeactivateUser(Payload):
+    user_id: UUID
+
+
+class TokenRequest(Payload):
+    label: str = Field(default="", max_length=100)
+
+
+class IssueToken(TokenRequest):
+    user_id: UUID
+
+
+class RevokeToken(Payload):
+    user_id: UUID
+    token_id: UUID
+
+
+def owner_roster(crm: Crm) -> OwnerRoster:
+    return crm.find(OwnerRoster, roster_id()) or OwnerRoster()
+
+
+def invite_user(cmd: InviteUser, crm: Crm, ctx: Context) -> Decision:
+    email = normalize_email(cmd.email)
+    roster = owner_roster(crm)
+    user = User.invite(email, cmd.name, cmd.role, by=ctx.actor, owners=roster)
+    key = crm.find(UniqueKey, key_id(USER_EMAIL_SCOPE, email))
+    if key is None:
+        key = UniqueKey(scope=USER_EMAIL_SCOPE, key=email, holder_id=user.id)
+    else:
+        key.claim(user.id)
+    others: list[UniqueKey | OwnerRoster] = [key]
+    if roster.pending_events:
+        others.append(roster)
+    decision = Decision(user, others=others, created={"user_id": user.id})
+    if cmd.issue_token:
+        token = new_token(user.id)
+        user.issue_token(token.token_id, token.token_hash, "first token", by=ctx.actor)
+        decision.created["token_id"] = token.token_id
+        decision.shown_once["token"] = token.plaintext
+    return decision
+
+
+def grant_role(cmd: GrantRole, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    roster = owner_roster(crm)
+    user.grant_role(cmd.role, by=ctx.actor, owners=roster)
+    return Decision(user, others=[roster] if roster.pending_events else [])
+
+
+def revoke_role(cmd: RevokeRole, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    roster = owner_roster(crm)
+    user.revoke_role(cmd.role, by=ctx.actor, owners=roster)
+    return Decision(user, others=[roster] if roster.pending_events else [])
+
+
+def deactivate_user(cmd: DeactivateUser, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    roster = owner_roster(crm)
+    user.deactivate(by=ctx.actor, owners=roster)
+    return Decision(user, others=[roster] if roster.pending_events else [])
+
+
+def issue_token(cmd: IssueToken, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    token = new_token(user.id)
+    user.issue_token(token.token_id, token.token_hash, cmd.label, by=ctx.actor)
+    return Decision(
+        user, created={"token_id": token.token_id}, shown_once={"token": token.plaintext}
+    )
+
+
+def revoke_token(cmd: RevokeToken, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    user.revoke_token(cmd.token_id, by=ctx.actor)
+    return Decision(user)

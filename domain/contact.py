@@ -1,0 +1,231 @@
+"""Contacts: the people the CRM talks to. One contact per e-mail address."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidValueError, StateConflictError
+from domain.values import check_name, normalize_email
+
+EMAIL_SCOPE = "contact-emails"
+MAX_TAG_LENGTH = 50
+
+
+class LifecycleStage(Enum):
+    SUBSCRIBER = "subscriber"
+    LEAD = "lead"
+    PROSPECT = "prospect"
+    QUALIFIED = "qualified"
+    OPPORTUNITY = "opportunity"
+    CUSTOMER = "customer"
+    EVANGELIST = "evangelist"
+    CHURNED = "churned"
+    OTHER = "other"
+
+
+class ContactError(StateConflictError):
+    """Raised when a change conflicts with the contact's current state."""
+
+
+class TagNotPresentError(ContactError):
+    """Raised when a tag to remove is not on the contact."""
+
+
+def normalize_emails(emails: Sequence[str]) -> list[str]:
+    """Normalised, de-duplicated, in the order given (the first is the primary)."""
+    normalized: list[str] = []
+    for email in emails:
+        address = normalize_email(email)
+        if address not in normalized:
+            normalized.append(address)
+    return normalized
+
+
+def normalize_tag(tag: str) -> str:
+    normalized = tag.strip().lower()
+    if not normalized or len(normalized) > MAX_TAG_LENGTH:
+        raise InvalidValueError(f"a tag has 1 to {MAX_TAG_LENGTH} characters, not {tag!r}")
+    return normalized
+
+
+class Contact(Aggregate):
+    class Created(Aggregate.Created):
+        first_name: str
+        last_name: str
+        emails: list[str]
+        phones: list[str]
+        job_title: str | None
+        account_id: UUID | None
+        owner_id: UUID
+        tags: list[str]
+        lifecycle_stage: LifecycleStage
+
+    class DetailsChanged(Aggregate.Event):
+        first_name: str
+        last_name: str
+        phones: list[str]
+        job_title: str | None
+
+    class EmailsChanged(Aggregate.Event):
+        emails: list[str]
+        previous: list[str]
+
+    class AccountChanged(Aggregate.Event):
+        account_id: UUID | None
+        previous: UUID | None
+
+    class OwnerChanged(Aggregate.Event):
+        owner_id: UUID
+        previous: UUID
+
+    class Tagged(Aggregate.Event):
+        tag: str
+
+    class Untagged(Aggregate.Event):
+        tag: str
+
+    class LifecycleStageChanged(Aggregate.Event):
+        stage: LifecycleStage
+        previous: LifecycleStage
+
+    @event(Created)
+    def __init__(
+        self,
+        first_name: str,
+        last_name: str,
+        emails: list[str],
+        phones: list[str],
+        job_title: str | None,
+        account_id: UUID | None,
+        owner_id: UUID,
+        tags: list[str],
+        lifecycle_stage: LifecycleStage,
+    ) -> None:
+        self.first_name = first_name
+        self.last_name = last_name
+        self.emails = list(emails)
+        self.phones = list(phones)
+        self.job_title = job_title
+        self.account_id = account_id
+        self.owner_id = owner_id
+        self.tags = list(tags)
+        self.lifecycle_stage = lifecycle_stage
+
+    @classmethod
+    def create(
+        cls,
+        first_name: str,
+        last_name: str,
+        owner_id: UUID,
+        emails: Sequence[str] = (),
+        phones: Sequence[str] = (),
+        job_title: str | None = None,
+        account_id: UUID | None = None,
+        tags: Sequence[str] = (),
+        lifecycle_stage: LifecycleStage = LifecycleStage.LEAD,
+    ) -> Contact:
+        tag_list: list[str] = []
+        for tag in map(normalize_tag, tags):
+            if tag not in tag_list:
+                tag_list.append(tag)
+        return cls(
+            first_name=check_name(first_name, "first name"),
+            last_name=last_name.strip(),
+            emails=normalize_emails(emails),
+            phones=[phone.strip() for phone in phones if phone.strip()],
+            job_title=job_title,
+            account_id=account_id,
+            owner_id=owner_id,
+            tags=tag_list,
+            lifecycle_stage=lifecycle_stage,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def change_details(
+        self, first_name: str, last_name: str, phones: Sequence[str], job_title: str | None
+    ) -> None:
+        first_name = check_name(first_name, "first name")
+        last_name = last_name.strip()
+        phone_list = [phone.strip() for phone in phones if phone.strip()]
+        if (first_name, last_name, phone_list, job_title) != (
+            self.first_name,
+            self.last_name,
+            self.phones,
+            self.job_title,
+        ):
+            self._change_details(
+                first_name=first_name, last_name=last_name, phones=phone_list, job_title=job_title
+            )
+
+    @event(DetailsChanged)
+    def _change_details(
+        self, first_name: str, last_name: str, phones: list[str], job_title: str | None
+    ) -> None:
+        self.first_name = first_name
+        self.last_name = last_name
+        self.phones = list(phones)
+        self.job_title = job_title
+
+    def change_emails(self, emails: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Set the addresses; returns (added, removed) so that the caller can
+        claim and release their index keys in the same save."""
+        new = normalize_emails(emails)
+        added = [e for e in new if e not in self.emails]
+        removed = [e for e in self.emails if e not in new]
+        if new != self.emails:
+            self._change_emails(emails=new, previous=list(self.emails))
+        return added, removed
+
+    @event(EmailsChanged)
+    def _change_emails(self, emails: list[str], previous: list[str]) -> None:
+        self.emails = list(emails)
+
+    def link_account(self, account_id: UUID | None) -> None:
+        if account_id != self.account_id:
+            self._change_account(account_id=account_id, previous=self.account_id)
+
+    @event(AccountChanged)
+    def _change_account(self, account_id: UUID | None, previous: UUID | None) -> None:
+        self.account_id = account_id
+
+    def reassign(self, owner_id: UUID) -> None:
+        if owner_id != self.owner_id:
+            self._change_owner(owner_id=owner_id, previous=self.owner_id)
+
+    @event(OwnerChanged)
+    def _change_owner(self, owner_id: UUID, previous: UUID) -> None:
+        self.owner_id = owner_id
+
+    def tag(self, tag: str) -> None:
+        tag = normalize_tag(tag)
+        if tag not in self.tags:
+            self._tag(tag=tag)
+
+    @event(Tagged)
+    def _tag(self, tag: str) -> None:
+        self.tags.append(tag)
+
+    def untag(self, tag: str) -> None:
+        tag = normalize_tag(tag)
+        if tag not in self.tags:
+            raise TagNotPresentError(f"contact is not tagged {tag!r}")
+        self._untag(tag=tag)
+
+    @event(Untagged)
+    def _untag(self, tag: str) -> None:
+        self.tags.remove(tag)
+
+    def change_lifecycle_stage(self, stage: LifecycleStage) -> None:
+        if stage != self.lifecycle_stage:
+            self._change_stage(stage=stage, previous=self.lifecycle_stage)
+
+    @event(LifecycleStageChanged)
+    def _change_stage(self, stage: LifecycleStage, previous: LifecycleStage) -> None:
+        self.lifecycle_stage = stage

@@ -1,0 +1,202 @@
+"""Users, their roles and API tokens; the roster of Owners."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidValueError, StateConflictError
+from domain.roles import Authority, Role
+from domain.values import check_name, key_id, normalize_email
+
+
+class UserError(StateConflictError):
+    """Raised when a change to a user conflicts with the user's current state."""
+
+
+class UserDeactivatedError(UserError):
+    """Raised when a deactivated user would be changed or would act."""
+
+
+class RoleAlreadyHeldError(UserError):
+    """Raised when a role is granted to a user who already holds it."""
+
+
+class RoleNotHeldError(UserError):
+    """Raised when a role is revoked from a user who does not hold it."""
+
+
+class LastOwnerError(UserError):
+    """Raised when a change would leave the CRM without an active Owner."""
+
+
+class UnknownTokenError(UserError):
+    """Raised when a token to revoke is not an active token of the user."""
+
+
+class User(Aggregate):
+    class Invited(Aggregate.Created):
+        email: str
+        name: str
+        invited_by: UUID | None
+
+    class RoleGranted(Aggregate.Event):
+        role: Role
+        granted_by: UUID | None
+
+    class RoleRevoked(Aggregate.Event):
+        role: Role
+        revoked_by: UUID | None
+
+    class Deactivated(Aggregate.Event):
+        deactivated_by: UUID | None
+
+    class TokenIssued(Aggregate.Event):
+        token_id: UUID
+        token_hash: str
+        label: str
+
+    class TokenRevoked(Aggregate.Event):
+        token_id: UUID
+
+    @event(Invited)
+    def __init__(self, email: str, name: str, invited_by: UUID | None) -> None:
+        self.email = email
+        self.name = name
+        self.invited_by = invited_by
+        self.roles: list[Role] = []
+        self.active = True
+        self.tokens: dict[UUID, str] = {}
+
+    @classmethod
+    def invite(cls, email: str, name: str, role: Role, by: Authority, owners: OwnerRoster) -> User:
+        by.check_can_assign(role)
+        user = cls(email=normalize_email(email), name=check_name(name), invited_by=by.user_id)
+        if role is Role.OWNER:
+            owners.add(user.id)
+        user._grant(role=role, granted_by=by.user_id)
+        return user
+
+    @property
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(self.roles)
+
+    @property
+    def authority(self) -> Authority:
+        return Authority(user_id=self.id, roles=self.role_set)
+
+    def check_active(self) -> None:
+        if not self.active:
+            raise UserDeactivatedError(f"user {self.id} is deactivated")
+
+    def grant_role(self, role: Role, by: Authority, owners: OwnerRoster) -> None:
+        self.check_active()
+        by.check_can_manage(self.id, self.role_set)
+        by.check_can_assign(role)
+        if role in self.roles:
+            raise RoleAlreadyHeldError(f"user already holds the {role.value} role")
+        if role is Role.OWNER:
+            owners.add(self.id)
+        self._grant(role=role, granted_by=by.user_id)
+
+    @event(RoleGranted)
+    def _grant(self, role: Role, granted_by: UUID | None) -> None:
+        self.roles.append(role)
+
+    def revoke_role(self, role: Role, by: Authority, owners: OwnerRoster) -> None:
+        self.check_active()
+        by.check_can_manage(self.id, self.role_set)
+        by.check_can_assign(role)
+        if role not in self.roles:
+            raise RoleNotHeldError(f"user does not hold the {role.value} role")
+        if role is Role.OWNER:
+            owners.remove(self.id)
+        self._revoke(role=role, revoked_by=by.user_id)
+
+    @event(RoleRevoked)
+    def _revoke(self, role: Role, revoked_by: UUID | None) -> None:
+        self.roles.remove(role)
+
+    def deactivate(self, by: Authority, owners: OwnerRoster) -> None:
+        self.check_active()
+        by.check_can_manage(self.id, self.role_set)
+        if Role.OWNER in self.roles:
+            owners.remove(self.id)
+        self._deactivate(deactivated_by=by.user_id)
+
+    @event(Deactivated)
+    def _deactivate(self, deactivated_by: UUID | None) -> None:
+        self.active = False
+        self.tokens = {}
+
+    def check_can_handle_tokens(self, by: Authority) -> None:
+        """A user handles their own tokens; otherwise only someone above them may."""
+        if by.user_id != self.id:
+            by.check_can_manage(self.id, self.role_set)
+
+    def issue_token(self, token_id: UUID, token_hash: str, label: str, by: Authority) -> None:
+        self.check_active()
+        self.check_can_handle_tokens(by)
+        if len(label) > 100:
+            raise InvalidValueError("token label must be at most 100 characters")
+        self._issue_token(token_id=token_id, token_hash=token_hash, label=label)
+
+    @event(TokenIssued)
+    def _issue_token(self, token_id: UUID, token_hash: str, label: str) -> None:
+        self.tokens[token_id] = token_hash
+
+    def revoke_token(self, token_id: UUID, by: Authority) -> None:
+        self.check_can_handle_tokens(by)
+        if token_id not in self.tokens:
+            raise UnknownTokenError(f"token {token_id} is not an active token of this user")
+        self._revoke_token(token_id=token_id)
+
+    @event(TokenRevoked)
+    def _revoke_token(self, token_id: UUID) -> None:
+        del self.tokens[token_id]
+
+
+class OwnerRoster(Aggregate):
+    """The set of active Owners, one per CRM: every change to it is serialised,
+    so two concurrent revocations can never leave the CRM without an Owner."""
+
+    class Started(Aggregate.Created):
+        pass
+
+    class OwnerAdded(Aggregate.Event):
+        user_id: UUID
+
+    class OwnerRemoved(Aggregate.Event):
+        user_id: UUID
+
+    @event(Started)
+    def __init__(self) -> None:
+        self.owners: list[UUID] = []
+
+    @staticmethod
+    def create_id() -> UUID:
+        return roster_id()
+
+    def add(self, user_id: UUID) -> None:
+        if user_id not in self.owners:
+            self._add(user_id=user_id)
+
+    @event(OwnerAdded)
+    def _add(self, user_id: UUID) -> None:
+        self.owners.append(user_id)
+
+    def remove(self, user_id: UUID) -> None:
+        if user_id not in self.owners:
+            return
+        if len(self.owners) == 1:
+            raise LastOwnerError("the last active Owner cannot lose the role")
+        self._remove(user_id=user_id)
+
+    @event(OwnerRemoved)
+    def _remove(self, user_id: UUID) -> None:
+        self.owners.remove(user_id)
+
+
+def roster_id() -> UUID:
+    return key_id("roster", "owners")

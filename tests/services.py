@@ -1,0 +1,91 @@
+"""Real services for tests: a throw-away PostgreSQL database, an HTTP server on a free port.
+
+Set ``CRM_REQUIRE_SERVICES=1`` (CI does) to turn a missing service into a failure;
+without it, tests that need the service are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+POSTGRES_URL = os.environ.get(
+    "CRM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def services_required() -> bool:
+    return os.environ.get("CRM_REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    if services_required():
+        pytest.fail(f"{reason} (CRM_REQUIRE_SERVICES is set, so this is a failure)")
+    pytest.skip(f"{reason}; set CRM_TEST_POSTGRES_URL to a reachable server to run it")
+
+
+def with_db(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A new PostgreSQL database for this test session, dropped afterwards."""
+    name = f"crm_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES_URL}: {error}".strip())
+        raise  # unreachable: unavailable() skips or fails
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_db(POSTGRES_URL, name)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_schema(database_url: str) -> str:
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` over real HTTP on a free local port; yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
