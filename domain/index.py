@@ -44,7 +44,9 @@ class UniqueKey(Aggregate):
 
     def check_free_for(self, holder_id: UUID) -> None:
         if self.holder_id is not None and self.holder_id != holder_id:
-            raise KeyTakenError(f"{self.key} already belongs to another {self.scope.rstrip('s')}")
+            # The scope names the kind of holder first: "contact-emails" -> "contact".
+            holder = self.scope.partition("-")[0]
+            raise KeyTakenError(f"{self.key} already belongs to another {holder}")
 
     def claim(self, holder_id: UUID) -> None:
         self.check_free_for(holder_id)

@@ -213,6 +213,9 @@ class Interaction(Aggregate):
             raise InvalidValueError(
                 f"a {self.kind.value} has no field {', '.join(sorted(unknown))} to correct"
             )
+        if "contact_ids" in changes:
+            # As when logging: each contact once, in the order given.
+            changes = {**changes, "contact_ids": list(dict.fromkeys(changes["contact_ids"]))}
         effective = {k: v for k, v in changes.items() if v != self.current(k)}
         if not effective:
             return
