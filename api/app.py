@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api import problems
 from api.deps import CrmDep
-from api.middleware import BodyGuard
+from api.middleware import BodyGuard, CatchUnexpected
 from api.routes import accounts, contacts, deals, interactions, pipelines, tasks, users
 from api.settings import Settings
 from api.wiring import build_crm
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, crm: Crm | None = None) -> Fast
         app.state.crm = crm
     problems.install(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CatchUnexpected)  # outermost: added last
 
     for router, prefix in [
         (accounts.router, "/accounts"),

@@ -1,10 +1,11 @@
-"""Request guards that run before FastAPI parses anything: body size and media type."""
+"""Request guards that run before FastAPI parses anything (body size and media type), and
+the last line of defence that turns an unexpected error into a 500 problem."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import problem
+from api.problems import error_response, problem
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -65,3 +66,32 @@ class BodyGuard:
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+class CatchUnexpected:
+    """Answers an error that no exception handler took with a logged 500 problem.
+
+    Starlette's own last-resort handler re-raises after replying, and the server then
+    drops the keep-alive connection, so the client's next request on it fails too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as error:
+            if started:
+                raise
+            await error_response(error)(scope, receive, send)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from commands.errors import (
     ConflictError,
@@ -99,6 +100,20 @@ def validation_errors(error: RequestValidationError) -> tuple[int, str, list[dic
     return 422, "the request does not match the expected shape", errors
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method that some route serves at this path. (Starlette's own ``Allow``
+    names only the methods of the first route whose path matched.)"""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
@@ -107,8 +122,10 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
-        headers = dict(error.headers) if error.headers else None
-        return problem(error.status_code, str(error.detail), headers=headers)
+        headers = dict(error.headers) if error.headers else {}
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem(error.status_code, str(error.detail), headers=headers or None)
 
     async def on_error(request: Request, error: Exception) -> JSONResponse:
         return error_response(error)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from commands.app import Crm
-from commands.context import Context, Decision, Payload
+from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import check_refs, load_ref, load_target
 from domain.account import Account
 from domain.contact import Contact
@@ -22,7 +22,7 @@ CLEARABLE = frozenset({"account_id", "deal_id"})
 
 
 class LogInteraction(Payload):
-    occurred_at: AwareDatetime = Field(description="when it happened, with a time zone")
+    occurred_at: UtcDatetime = Field(description="when it happened, with a time zone")
     contact_ids: list[UUID] = Field(default=[], max_length=50)
     account_id: UUID | None = None
     deal_id: UUID | None = None
@@ -51,7 +51,7 @@ class LogEmail(LogInteraction):
 
 class LogMeeting(LogInteraction):
     KIND = InteractionKind.MEETING
-    ends_at: AwareDatetime
+    ends_at: UtcDatetime
     title: str = Field(default="", max_length=500)
     attendees: list[str] = Field(default=[], max_length=200)
     notes: str = Text
@@ -71,7 +71,7 @@ class LogSms(LogInteraction):
 class Correction(Payload):
     """The fields to correct, by name, with their right values."""
 
-    occurred_at: AwareDatetime | None = None
+    occurred_at: UtcDatetime | None = None
     contact_ids: list[UUID] | None = Field(default=None, max_length=50)
     account_id: UUID | None = None
     deal_id: UUID | None = None
@@ -81,7 +81,7 @@ class Correction(Payload):
     notes: str | None = Field(default=None, max_length=100_000)
     subject: str | None = Field(default=None, max_length=1000)
     body: str | None = Field(default=None, max_length=100_000)
-    ends_at: AwareDatetime | None = None
+    ends_at: UtcDatetime | None = None
     title: str | None = Field(default=None, max_length=500)
     attendees: list[str] | None = Field(default=None, max_length=200)
 

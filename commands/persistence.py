@@ -27,6 +27,7 @@ from eventsourcing.utils import get_topic
 
 from domain.contact import LifecycleStage
 from domain.deal import DealStatus
+from domain.errors import InvalidValueError
 from domain.interaction import CallOutcome, InteractionKind
 from domain.pipeline import Stage
 from domain.roles import Role
@@ -86,7 +87,10 @@ class DatetimeAsUTC(Transcoding):
     def encode(self, obj: datetime) -> str:
         if obj.tzinfo is None:
             raise ValueError(f"naive datetime {obj!r} cannot be stored; give it a time zone")
-        return obj.astimezone(UTC).isoformat()
+        try:
+            return obj.astimezone(UTC).isoformat()
+        except OverflowError:
+            raise InvalidValueError(f"{obj.isoformat()} is outside what UTC can hold") from None
 
     def decode(self, data: str) -> datetime:
         return datetime.fromisoformat(data)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from commands.accounts import owner_or_actor
 from commands.app import Crm
-from commands.context import Context, Decision, Payload
+from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import check_user, load_ref, load_target
 from domain.account import Account
 from domain.contact import Contact
@@ -17,12 +17,16 @@ from domain.deal import Deal
 from domain.errors import InvalidValueError
 from domain.task import RecordKind, Task
 
-LINKABLE: dict[RecordKind, type[Aggregate]] = {RecordKind.ACCOUNT: Account, RecordKind.CONTACT: Contact, RecordKind.DEAL: Deal}
+LINKABLE: dict[RecordKind, type[Aggregate]] = {
+    RecordKind.ACCOUNT: Account,
+    RecordKind.CONTACT: Contact,
+    RecordKind.DEAL: Deal,
+}
 
 
 class CreateTask(Payload):
     title: str = Field(min_length=1, max_length=500)
-    due_at: AwareDatetime | None = None
+    due_at: UtcDatetime | None = None
     assignee_id: UUID | None = Field(default=None, description="defaults to the acting user")
     linked_kind: RecordKind | None = None
     linked_id: UUID | None = None
@@ -30,7 +34,7 @@ class CreateTask(Payload):
 
 class TaskChanges(Payload):
     title: str | None = Field(default=None, min_length=1, max_length=500)
-    due_at: AwareDatetime | None = None
+    due_at: UtcDatetime | None = None
 
 
 class UpdateTask(TaskChanges):

@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
+from api.routes.common import NO_FIELDS, read, run
 from api.schemas import AccountPublic
 from commands.accounts import (
     AccountChanges,
@@ -58,11 +58,11 @@ def move_account(
     return run(crm, MoveAccount(account_id=account_id, **body.model_dump()), ctx, response)
 
 
-@router.post("/{account_id}/archive")
+@router.post("/{account_id}/archive", dependencies=NO_FIELDS)
 def archive_account(account_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, ArchiveAccount(account_id=account_id), ctx, response)
 
 
-@router.post("/{account_id}/restore")
+@router.post("/{account_id}/restore", dependencies=NO_FIELDS)
 def restore_account(account_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, RestoreAccount(account_id=account_id), ctx, response)

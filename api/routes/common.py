@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from fastapi import Response
+from fastapi import Body, Depends, Response
 
 from commands.app import Crm
 from commands.context import Context, Payload, Receipt
@@ -33,3 +33,15 @@ def read(crm: Crm, cls: type[A], record_id: UUID, response: Response) -> A:
     aggregate = crm.load(cls, record_id)
     response.headers["ETag"] = f'"{aggregate.version}"'
     return aggregate
+
+
+class NoFields(Payload):
+    """The body of a command that its path names in full: absent, or an empty object."""
+
+
+def no_fields(body: Annotated[NoFields | None, Body()] = None) -> None:
+    """Refuses fields sent to a command that takes none, instead of silently ignoring
+    them (``{"completed_by": ...}`` would not be recorded, whatever the client thinks)."""
+
+
+NO_FIELDS = [Depends(no_fields)]

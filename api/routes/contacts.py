@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
+from api.routes.common import NO_FIELDS, read, run
 from api.schemas import ContactPublic
 from commands.contacts import (
     AccountLink,
@@ -69,7 +69,7 @@ def tag_contact(
     return run(crm, TagContact(contact_id=contact_id, **body.model_dump()), ctx, response)
 
 
-@router.delete("/{contact_id}/tags/{tag}")
+@router.delete("/{contact_id}/tags/{tag}", dependencies=NO_FIELDS)
 def untag_contact(
     contact_id: UUID, tag: str, crm: CrmDep, ctx: ContextDep, response: Response
 ) -> Receipt:

@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
+from api.routes.common import NO_FIELDS, read, run
 from api.schemas import TaskPublic
 from commands.context import Receipt
 from commands.tasks import (
@@ -47,11 +47,11 @@ def assign_task(
     return run(crm, AssignTask(task_id=task_id, **body.model_dump()), ctx, response)
 
 
-@router.post("/{task_id}/completion")
+@router.post("/{task_id}/completion", dependencies=NO_FIELDS)
 def complete_task(task_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, CompleteTask(task_id=task_id), ctx, response)
 
 
-@router.post("/{task_id}/reopen")
+@router.post("/{task_id}/reopen", dependencies=NO_FIELDS)
 def reopen_task(task_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, ReopenTask(task_id=task_id), ctx, response)

@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
+from api.routes.common import NO_FIELDS, read, run
 from api.schemas import UserPublic
 from commands.context import Receipt
 from commands.users import (
@@ -49,14 +49,14 @@ def grant_role(
     return run(crm, GrantRole(user_id=user_id, **body.model_dump()), ctx, response)
 
 
-@router.delete("/{user_id}/roles/{role}")
+@router.delete("/{user_id}/roles/{role}", dependencies=NO_FIELDS)
 def revoke_role(
     user_id: UUID, role: Role, crm: CrmDep, ctx: ContextDep, response: Response
 ) -> Receipt:
     return run(crm, RevokeRole(user_id=user_id, role=role), ctx, response)
 
 
-@router.post("/{user_id}/deactivation")
+@router.post("/{user_id}/deactivation", dependencies=NO_FIELDS)
 def deactivate_user(user_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, DeactivateUser(user_id=user_id), ctx, response)
 
@@ -69,7 +69,7 @@ def issue_token(
     return run(crm, IssueToken(user_id=user_id, **body.model_dump()), ctx, response)
 
 
-@router.delete("/{user_id}/tokens/{token_id}")
+@router.delete("/{user_id}/tokens/{token_id}", dependencies=NO_FIELDS)
 def revoke_token(
     user_id: UUID, token_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response
 ) -> Receipt:

@@ -52,7 +52,11 @@ def running_crm(crm_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, s
     assert init.returncode == 0, init.stderr
     assert init.stdout.strip().splitlines()[-1].startswith("crm_")
     server = subprocess.Popen(
-        ["crm", "serve"], env=crm_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ["crm", "serve"],
+        env=crm_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{crm_env['CRM_PORT']}/health"
     try:
