@@ -1,0 +1,115 @@
+"""Stored events as the read side sees them: decoded straight from the stored JSON.
+
+The read side never builds domain objects: that costs more than everything else a
+projector does. ``orjson`` parses the stored state, and the transcoding wrappers
+(``{"_type_": "uuid_hex", "_data_": ...}``) are replaced by plain JSON values that
+DuckDB casts in SQL: UUIDs as canonical strings, decimals and datetimes as strings.
+Fields are read with ``event.data["name"]``: a missing field raises, so a change of
+an event's schema stops the projector loudly instead of projecting ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+import orjson
+
+META_KEY = "_meta"
+
+
+class StoredNotification(Protocol):
+    """What a recorder's ``select_notifications`` returns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def originator_id(self) -> UUID | str: ...
+    @property
+    def originator_version(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def state(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One stored event at its global position."""
+
+    position: int
+    aggregate_id: str
+    version: int
+    name: str
+    recorded_at: str
+    actor: str | None
+    request_id: str | None
+    source: str | None
+    data: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The aggregate kind in lower case: ``Deal.Opened`` -> ``deal``."""
+        return self.name.split(".", 1)[0].lower()
+
+    @property
+    def action(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+def canonical_uuid(hex32: str) -> str:
+    h = hex32
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "_type_" in value and "_data_" in value and len(value) == 2:
+            kind = value["_type_"]
+            data = value["_data_"]
+            if kind == "uuid_hex":
+                return canonical_uuid(data)
+            return _plain(data)
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _actor(actor: str | None) -> str | None:
+    """User ids as canonical UUIDs, like every other id; ``system`` stays as it is."""
+    if actor is not None and len(actor) == 32:
+        return canonical_uuid(actor)
+    return actor
+
+
+def topic_name(topic: str) -> str:
+    """``domain.deal:Deal.Opened`` -> ``Deal.Opened``."""
+    return topic.rpartition(":")[2]
+
+
+def decode(notification: StoredNotification) -> Recorded:
+    state = orjson.loads(notification.state)
+    meta = state.pop(META_KEY, None) or {}
+    timestamp = state.pop("timestamp")
+    state.pop("originator_topic", None)
+    originator_id = notification.originator_id
+    return Recorded(
+        position=notification.id,
+        aggregate_id=str(originator_id)
+        if isinstance(originator_id, UUID)
+        else canonical_uuid(originator_id.replace("-", "")),
+        version=notification.originator_version,
+        name=topic_name(notification.topic),
+        recorded_at=timestamp["_data_"],
+        actor=_actor(meta.get("actor")),
+        request_id=meta.get("request_id"),
+        source=meta.get("source"),
+        data={k: _plain(v) for k, v in state.items()},
+    )
+
+
+def decode_all(notifications: Iterable[StoredNotification]) -> Iterator[Recorded]:
+    return map(decode, notifications)

@@ -1,0 +1,127 @@
+"""The projection runner: reads pages of the event log and applies them in batches.
+
+Catch-up reads pages of notifications after the lowest position among the
+projectors; each projector gets only the events beyond its own position (they may
+differ after a rebuild was swapped in). Live, it sleeps until woken — in process,
+right after a commit — or until the poll interval passes (writers in other
+processes). A failing projector stops the runner with :class:`ProjectionError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from time import monotonic
+
+from eventsourcing.persistence import ApplicationRecorder
+
+from projections.events import Recorded, decode
+from projections.projector import Projector
+from projections.store import ReadStore
+
+log = logging.getLogger("crm.projections")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class RunnerStatus:
+    running: bool = False
+    error: str | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        store: ReadStore,
+        batch_size: int = 10_000,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.recorder = recorder
+        self.store = store
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.status = RunnerStatus()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def position(self) -> int:
+        """The lowest position among the projectors: everything up to it is applied."""
+        positions = [self.store.position(p.name) for p in self.store.projectors]
+        return min(positions, default=0)
+
+    def head(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def step(self, stop: int | None = None) -> int:
+        """Apply the next page (up to ``stop`` if given); returns how many events it read."""
+        start = self.position
+        if stop is not None and start >= stop:
+            return 0
+        page = self.recorder.select_notifications(
+            start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
+        )
+        if not page:
+            return 0
+        events = [decode(n) for n in page]
+        last = events[-1].position
+        batches: list[tuple[Projector, Sequence[Recorded]]] = []
+        for projector in self.store.projectors:
+            after = self.store.position(projector.name)
+            mine = [e for e in events if e.position > after and projector.wants(e.name)]
+            batches.append((projector, mine))
+        self.store.apply(batches, last)
+        return len(events)
+
+    def catch_up(self, stop: int | None = None, progress: Progress | None = None) -> int:
+        """Apply everything up to ``stop`` (default: the head when called)."""
+        target = stop if stop is not None else self.head()
+        applied = 0
+        while self.position < target:
+            read = self.step(stop=target)
+            if read == 0:
+                break
+            applied += read
+            if progress is not None:
+                progress(self.position, target)
+        return applied
+
+    def wake(self) -> None:
+        """Tell the runner that new events were committed (called after each save)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        self.status.running = True
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                if self.step() == 0:
+                    self._wake.wait(self.poll_interval)
+        except Exception as error:
+            self.status.error = str(error)
+            log.exception("projection runner stopped")
+        finally:
+            self.status.running = False
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until every projector has reached ``position``, at most ``timeout`` s."""
+        deadline = monotonic() + timeout
+        for projector in self.store.projectors:
+            if not self.store.wait_for(projector.name, position, max(0.0, deadline - monotonic())):
+                return False
+        return True
