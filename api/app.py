@@ -11,10 +11,21 @@ from pydantic import BaseModel
 from api import problems
 from api.deps import CrmDep
 from api.middleware import BodyGuard, CatchUnexpected
-from api.routes import accounts, contacts, deals, interactions, pipelines, tasks, users
+from api.routes import (
+    accounts,
+    audit,
+    contacts,
+    deals,
+    interactions,
+    pipelines,
+    projections,
+    tasks,
+    users,
+)
 from api.settings import Settings
-from api.wiring import build_crm
+from api.wiring import build_crm, build_read_models
 from commands.app import Crm
+from projections.host import ReadModels
 
 
 class Health(BaseModel):
@@ -22,19 +33,43 @@ class Health(BaseModel):
     position: int
 
 
-def create_app(settings: Settings | None = None, crm: Crm | None = None) -> FastAPI:
-    """The API over ``crm``, or over a store built from ``settings`` (closed on shutdown)."""
+def create_app(
+    settings: Settings | None = None, crm: Crm | None = None, reads: ReadModels | None = None
+) -> FastAPI:
+    """The API over ``crm``, or over a store built from ``settings`` (closed on shutdown).
+
+    The read models are ``reads``, or else built from ``settings`` in the data
+    directory; an injected ``crm`` without ``reads`` gets read models in memory.
+    Their runner starts with the app and is woken after every commit.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = crm is None
-        app.state.crm = crm if crm is not None else build_crm(settings)
+        own_crm = crm is None
+        app.state.crm = the_crm = crm if crm is not None else build_crm(settings)
+        own_reads = reads is None
+        try:
+            app.state.reads = the_reads = (
+                reads
+                if reads is not None
+                else build_read_models(the_crm, settings, in_memory=not own_crm)
+            )
+        except BaseException:
+            if own_crm:
+                the_crm.close()
+            raise
+        the_crm.commit_listeners.append(the_reads.runner.wake)
+        if own_reads:
+            the_reads.start()
         try:
             yield
         finally:
-            if owned:
-                app.state.crm.close()
+            the_crm.commit_listeners.remove(the_reads.runner.wake)
+            if own_reads:
+                the_reads.close()
+            if own_crm:
+                the_crm.close()
 
     app = FastAPI(
         title="Chronicle CRM",
@@ -56,6 +91,8 @@ def create_app(settings: Settings | None = None, crm: Crm | None = None) -> Fast
         (interactions.router, "/interactions"),
         (tasks.router, "/tasks"),
         (users.router, "/users"),
+        (audit.router, "/audit"),
+        (projections.router, "/projections"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])
 

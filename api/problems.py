@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from api.reading import ReadModelUnavailableError
 from commands.errors import (
     ConflictError,
     IdempotencyKeyReusedError,
@@ -69,6 +70,7 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (ConflictError, 409, "conflict"),
     (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
     (StoreUnavailableError, 503, "store-unavailable"),
+    (ReadModelUnavailableError, 503, "read-model-unavailable"),
     (InvalidValueError, 422, "invalid-value"),
     (StateConflictError, 409, "rule-violation"),
     (NotPermittedError, 403, "forbidden"),
@@ -80,7 +82,9 @@ def error_response(error: Exception) -> JSONResponse:
         if isinstance(error, cls):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             if status == 503:
-                headers = {"Retry-After": "5"}
+                headers = {
+                    "Retry-After": "1" if isinstance(error, ReadModelUnavailableError) else "5"
+                }
             return problem(status, str(error), slug, headers=headers)
     log.exception("unexpected error", exc_info=error)
     return problem(500, "an unexpected error occurred; it has been logged", "internal")

@@ -21,6 +21,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    projection_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    projection_poll_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="how often to look for events written elsewhere"
+    )
+
+    @property
+    def read_dir(self) -> Path:
+        """The DuckDB read models, one file per read model."""
+        return self.data_dir / "read"
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "events.sqlite"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
@@ -64,6 +65,11 @@ class Crm(Application[UUID]):
 
     name = "crm"
 
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        #: Called after every successful save (the read side wakes its runner).
+        self.commit_listeners: list[Callable[[], None]] = []
+
     def construct_mapper(self) -> Mapper[UUID]:
         return CrmMapper(transcoder=self.construct_transcoder())
 
@@ -79,13 +85,16 @@ class Crm(Application[UUID]):
         """
         try:
             with save_meta(meta):
-                return self.save(*aggregates)
+                recordings = self.save(*aggregates)
         except IntegrityError as error:
             raise ConflictError(
                 "a concurrent change got there first; reload and try again"
             ) from error
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError("the event store is unavailable") from error
+        for listener in self.commit_listeners:
+            listener()
+        return recordings
 
     def load(self, cls: type[A], record_id: UUID, version: int | None = None) -> A:
         """The record of type ``cls``, or :class:`NotFoundError` (also for the wrong type)."""

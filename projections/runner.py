@@ -1,8 +1,9 @@
 """The projection runner: reads pages of the event log and applies them in batches.
 
 Catch-up reads pages of notifications after the lowest position among the
-projectors; each projector gets only the events beyond its own position (they may
-differ after a rebuild was swapped in). Live, it sleeps until woken — in process,
+read stores; each projector gets only the events beyond its own position (they may
+differ after a rebuild was swapped in). Each store applies its part of a page in
+one DuckDB transaction, rows and position together. Live, it sleeps until woken — in process,
 right after a commit — or until the poll interval passes (writers in other
 processes). A failing projector stops the runner with :class:`ProjectionError`.
 """
@@ -36,14 +37,17 @@ class Runner:
     def __init__(
         self,
         recorder: ApplicationRecorder,
-        store: ReadStore,
+        stores: Sequence[ReadStore],
         batch_size: int = 10_000,
         poll_interval: float = 0.5,
+        between_batches: Callable[[], None] | None = None,
     ) -> None:
         self.recorder = recorder
-        self.store = store
+        self.stores = list(stores)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        #: Called by the runner's thread between two batches (e.g. to swap in a rebuild).
+        self.between_batches = between_batches
         self.status = RunnerStatus()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -52,8 +56,7 @@ class Runner:
     @property
     def position(self) -> int:
         """The lowest position among the projectors: everything up to it is applied."""
-        positions = [self.store.position(p.name) for p in self.store.projectors]
-        return min(positions, default=0)
+        return min((store.low_position() for store in self.stores), default=0)
 
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -70,12 +73,15 @@ class Runner:
             return 0
         events = [decode(n) for n in page]
         last = events[-1].position
-        batches: list[tuple[Projector, Sequence[Recorded]]] = []
-        for projector in self.store.projectors:
-            after = self.store.position(projector.name)
-            mine = [e for e in events if e.position > after and projector.wants(e.name)]
-            batches.append((projector, mine))
-        self.store.apply(batches, last)
+        for store in self.stores:
+            if store.low_position() >= last:
+                continue
+            batches: list[tuple[Projector, Sequence[Recorded]]] = []
+            for projector in store.projectors:
+                after = store.position(projector.name)
+                mine = [e for e in events if e.position > after and projector.wants(e.name)]
+                batches.append((projector, mine))
+            store.apply(batches, last)
         return len(events)
 
     def catch_up(self, stop: int | None = None, progress: Progress | None = None) -> int:
@@ -110,6 +116,8 @@ class Runner:
         try:
             while not self._stop.is_set():
                 self._wake.clear()
+                if self.between_batches is not None:
+                    self.between_batches()
                 if self.step() == 0:
                     self._wake.wait(self.poll_interval)
         except Exception as error:
@@ -121,7 +129,9 @@ class Runner:
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until every projector has reached ``position``, at most ``timeout`` s."""
         deadline = monotonic() + timeout
-        for projector in self.store.projectors:
-            if not self.store.wait_for(projector.name, position, max(0.0, deadline - monotonic())):
-                return False
+        for store in self.stores:
+            for projector in store.projectors:
+                remaining = max(0.0, deadline - monotonic())
+                if not store.wait_for(projector.name, position, remaining):
+                    return False
         return True

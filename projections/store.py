@@ -71,6 +71,10 @@ class ReadStore(TrackingRecorder):
     def position(self, projection: str) -> int:
         return self._positions.get(projection, 0)
 
+    def low_position(self) -> int:
+        """The lowest position among this store's projectors."""
+        return min((self.position(p.name) for p in self.projectors), default=0)
+
     def positions(self) -> dict[str, int]:
         return dict(self._positions)
 
