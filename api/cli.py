@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import csv
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
+import duckdb
+import orjson
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
 
 from api.settings import Settings
-from api.wiring import build_crm
+from api.wiring import build_crm, build_read_models
 from commands.context import Context
 from commands.errors import CommandError
 from commands.handlers import execute
@@ -18,6 +40,13 @@ from domain.index import UniqueKey
 from domain.roles import Authority, Role
 from domain.user import OwnerRoster, roster_id
 from domain.values import key_id, normalize_email
+from projections import analysts
+from projections.files import ReadFiles
+from projections.host import ReadModelsLockedError
+from projections.projector import ProjectionError
+from projections.registry import PROJECTORS
+from projections.runner import Runner
+from replay.rebuild import rebuild as rebuild_read_model
 
 app = typer.Typer(
     help="Chronicle CRM: an event-sourced CRM core. Every change is an immutable event.",
@@ -105,6 +134,211 @@ def serve(
         port=port or settings.port,
         log_level="info",
     )
+
+
+class EventRate(ProgressColumn):
+    """Events per second (positions per second: close to events, gaps aside)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} events/s" if speed else "… events/s", style="cyan")
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Progress]:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        EventRate(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        yield progress
+
+
+def check_names(names: list[str] | None) -> list[str]:
+    chosen = names or list(PROJECTORS)
+    unknown = [n for n in chosen if n not in PROJECTORS]
+    if unknown:
+        raise fail(f"no read model {', '.join(unknown)}; there are: {', '.join(PROJECTORS)}")
+    return chosen
+
+
+@app.command()
+def project(
+    once: Annotated[
+        bool, typer.Option("--once", help="catch up with the store, then exit")
+    ] = False,
+) -> None:
+    """Run the projections on their own (not inside `crm serve`): catch up, then follow."""
+    settings = Settings()
+    crm = build_crm(settings)
+    try:
+        try:
+            reads = build_read_models(crm, settings)
+        except ReadModelsLockedError as error:
+            raise fail(str(error)) from None
+        try:
+            head = crm.position()
+            with progress_bar("catching up") as progress:
+                task = progress.add_task("catching up", total=head, completed=reads.runner.position)
+                reads.runner.catch_up(
+                    stop=head, progress=lambda done, _: progress.update(task, completed=done)
+                )
+            out.print(f"read models at position {reads.runner.position}")
+            if not once:
+                follow(reads.runner)
+        except ProjectionError as error:
+            raise fail(str(error)) from None
+        finally:
+            reads.close()
+    finally:
+        crm.close()
+
+
+def follow(runner: Runner) -> None:
+    """Follow new events until SIGINT or SIGTERM; fail loudly if a projector fails."""
+    stopped = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    out.print(f"following new events (every {runner.poll_interval} s); Ctrl-C stops")
+    runner.start()
+    while not stopped.wait(0.5):
+        if runner.status.error is not None:
+            raise fail(runner.status.error)
+    runner.stop()
+
+
+@app.command()
+def rebuild(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="read models to rebuild (default: all)")
+    ] = None,
+) -> None:
+    """Rebuild read models from position 0 into new files, then swap them in atomically.
+
+    The read models in use keep answering until the swap (also inside a running
+    `crm serve`, which switches between two batches); a failed rebuild changes nothing.
+    """
+    chosen = check_names(names)
+    settings = Settings()
+    crm = build_crm(settings)
+    files = ReadFiles(settings.read_dir)
+    try:
+        head = crm.position()
+        for name in chosen:
+            with progress_bar(name) as progress:
+                task = progress.add_task(name, total=head)
+
+                def advance(done: int, total: int, task: TaskID = task) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                try:
+                    result = rebuild_read_model(
+                        crm.recorder,
+                        files,
+                        name,
+                        PROJECTORS[name],
+                        batch_size=settings.projection_batch_size,
+                        progress=advance,
+                    )
+                except ProjectionError as error:
+                    raise fail(f"rebuild of {name} failed, nothing changed: {error}") from None
+            out.print(
+                f"{name}: {result.events:,} events in {result.seconds:.1f} s "
+                f"({result.events_per_second:,.0f} events/s), position {result.position}, "
+                f"swapped in {result.path.name}"
+            )
+    finally:
+        crm.close()
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def sql(
+    query: Annotated[
+        str, typer.Argument(help='e.g. "SELECT action, count(*) FROM audit_log GROUP BY 1"')
+    ],
+    output: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Run a read-only SQL query over the read models (also while `crm serve` runs).
+
+    Every read model's tables are there under their own names, and
+    `projection_positions` says up to which event each one is.
+    """
+    settings = Settings()
+    try:
+        con, source = analysts.open_read_models(settings.read_dir, list(PROJECTORS))
+    except analysts.AnalystError as error:
+        raise fail(str(error)) from None
+    try:
+        analysts.check_read_only(con, query)
+        try:
+            cursor = con.execute(query)
+            names = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+        except duckdb.Error as error:
+            raise analysts.AnalystError(analysts.one_line(error)) from None
+    except analysts.AnalystError as error:
+        raise fail(str(error)) from None
+    finally:
+        con.close()
+    print_rows(names, rows, output)
+    err.print(f"{len(rows)} rows, from {source}", highlight=False)
+
+
+def print_rows(names: list[str], rows: list[tuple[object, ...]], output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        print(orjson.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str).decode())
+    elif output is OutputFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        table = Table(*names)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command("export")
+def export_read_model(
+    name: Annotated[str, typer.Argument(help="the read model: " + ", ".join(PROJECTORS))],
+    file_format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
+    output: Annotated[Path, typer.Option("--output", help="directory")] = Path("export"),
+) -> None:
+    """Export every table of a read model as CSV or Parquet files (one per table)."""
+    check_names([name])
+    settings = Settings()
+    try:
+        con, source = analysts.open_read_models(settings.read_dir, [name])
+        try:
+            written = analysts.export(con, name, output, file_format.value)
+        finally:
+            con.close()
+    except analysts.AnalystError as error:
+        raise fail(str(error)) from None
+    for table, path, rows in written:
+        out.print(f"{table}: {rows:,} rows -> {path}")
+    err.print(f"from {source}", highlight=False)
 
 
 def main() -> None:

@@ -67,3 +67,8 @@ def discard(path: Path) -> None:
     """Remove a DuckDB file and its write-ahead log, if they exist."""
     for candidate in (path, path.with_name(path.name + ".wal")):
         candidate.unlink(missing_ok=True)
+
+
+def sql_string(path: Path) -> str:
+    """A path as an SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"

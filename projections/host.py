@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 from eventsourcing.persistence import ApplicationRecorder
 
-from projections.files import ReadFiles, discard
+from projections.files import ReadFiles, discard, sql_string
 from projections.projector import Projector
 from projections.registry import PROJECTORS
 from projections.runner import Runner
@@ -168,7 +168,7 @@ def write_snapshot(store: ReadStore, path: Path) -> None:
     con = store.reader()
     try:
         (database,) = con.execute("SELECT current_database()").fetchone() or ("memory",)
-        con.execute(f"ATTACH '{temporary}' AS crm_snapshot")
+        con.execute(f"ATTACH {sql_string(temporary)} AS crm_snapshot")
         try:
             con.execute(f'COPY FROM DATABASE "{database}" TO crm_snapshot')
         finally:

@@ -1,0 +1,77 @@
+"""Rebuild a read model from position 0 into a new DuckDB file, then swap it in.
+
+The rebuild never touches the read model in use: it writes a new generation beside
+it and, only once that has caught up with the store, replaces the pointer
+atomically (``ReadFiles.swap``). A failed rebuild deletes its own file and leaves
+the pointer — and so the read model everyone reads — as it was. A process holding
+the old generation (``crm serve``) switches to the new one between two batches and
+removes the old file once the reads that began before the swap have had time to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from time import monotonic
+
+import duckdb
+from eventsourcing.persistence import ApplicationRecorder
+
+from projections.files import ReadFiles, discard
+from projections.projector import Projector
+from projections.runner import Progress, Runner
+from projections.store import ReadStore
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    name: str
+    path: Path
+    position: int
+    events: int
+    seconds: float
+    old_removed: bool
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def rebuild(
+    recorder: ApplicationRecorder,
+    files: ReadFiles,
+    name: str,
+    factory: Callable[[], Projector],
+    batch_size: int = 10_000,
+    progress: Progress | None = None,
+) -> Rebuilt:
+    path = files.new_generation(name)
+    started = monotonic()
+    try:
+        store = ReadStore(path, [factory()])
+        try:
+            runner = Runner(recorder, [store], batch_size=batch_size)
+            events = runner.catch_up(progress=progress)
+            position = store.position(name)
+            store.con.execute("CHECKPOINT")
+        finally:
+            store.close()
+    except BaseException:
+        discard(path)
+        raise
+    seconds = monotonic() - started
+    old = files.swap(name, path)
+    return Rebuilt(name, path, position, events, seconds, old is not None and remove_if_unused(old))
+
+
+def remove_if_unused(path: Path) -> bool:
+    """Delete an old generation unless a process still holds it (that process will)."""
+    if not path.exists():
+        return True
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException:
+        return False
+    discard(path)
+    return True
