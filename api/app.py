@@ -13,13 +13,17 @@ from api.deps import CrmDep
 from api.middleware import BodyGuard, CatchUnexpected
 from api.routes import (
     accounts,
+    analytics,
     audit,
+    board,
     contacts,
     deals,
+    directory,
     interactions,
     pipelines,
     projections,
     tasks,
+    timeline,
     users,
 )
 from api.settings import Settings
@@ -92,6 +96,10 @@ def create_app(
         (tasks.router, "/tasks"),
         (users.router, "/users"),
         (audit.router, "/audit"),
+        (board.router, "/board"),
+        (timeline.router, "/timeline"),
+        (directory.router, "/directory"),
+        (analytics.router, "/reports"),
         (projections.router, "/projections"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from projections.analytics import Analytics
 from projections.audit import AuditLog
+from projections.board import Board
+from projections.directory import Directory
 from projections.projector import Projector
+from projections.timeline import Timeline
 
 PROJECTORS: dict[str, Callable[[], Projector]] = {
     AuditLog.name: AuditLog,
+    Board.name: Board,
+    Timeline.name: Timeline,
+    Directory.name: Directory,
+    Analytics.name: Analytics,
 }
 
 
