@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from commands.handlers import execute
 from commands.users import InviteUser
 from domain.roles import Authority, Role
 from domain.user import User
-from tests.services import new_schema, serving, throwaway_database
+from tests.services import StoreFactory, new_schema, serving, throwaway_database
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     database_url: str = request.getfixturevalue("postgres_database")
     schema = new_schema(database_url)
     return Store("postgres", store_env(f"{database_url}?schema={schema}", "", pool_size=20))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """For hypothesis tests, whose examples cannot each get a function-scoped store."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def empty_store(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A factory of empty stores: every hypothesis example starts from nothing."""
+    if store_kind == "sqlite":
+        numbers = itertools.count()
+        return lambda: store_env(None, str(tmp_path / f"events-{next(numbers)}.sqlite"))
+    database_url: str = request.getfixturevalue("postgres_database")
+    return lambda: store_env(f"{database_url}?schema={new_schema(database_url)}", "", 2)
 
 
 @pytest.fixture

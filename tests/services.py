@@ -11,13 +11,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+#: Makes a new, empty event store and returns its ``Crm`` environment.
+StoreFactory = Callable[[], dict[str, str]]
 
 POSTGRES_URL = os.environ.get(
     "CRM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -18,17 +18,14 @@ along with the global order of events.
 
 from __future__ import annotations
 
-import itertools
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-import pytest
 from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import Recording
 from hypothesis import HealthCheck, settings
@@ -45,7 +42,7 @@ from hypothesis.stateful import (
 )
 
 from commands.accounts import ArchiveAccount, MoveAccount, RegisterAccount, RestoreAccount
-from commands.app import Crm, store_env
+from commands.app import Crm
 from commands.contacts import CreateContact, UpdateContact
 from commands.context import Context, Payload, Receipt
 from commands.deals import LoseDeal, MoveDeal, OpenDeal, ReopenDeal, UpdateDeal, WinDeal
@@ -92,7 +89,7 @@ from domain.user import (
     UserDeactivatedError,
 )
 from domain.values import Direction
-from tests.services import new_schema
+from tests.services import StoreFactory
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -940,28 +937,10 @@ class CrmMachine(RuleBasedStateMachine):
             fresh.close()
 
 
-StoreFactory = Callable[[], dict[str, str]]
-
 RUNS = {
     "sqlite": settings(max_examples=40, stateful_step_count=40),
     "postgres": settings(max_examples=15, stateful_step_count=30),
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
-
-
-@pytest.fixture
-def empty_store(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory of empty stores: every hypothesis example starts from nothing."""
-    if store_kind == "sqlite":
-        numbers = itertools.count()
-        return lambda: store_env(None, str(tmp_path / f"events-{next(numbers)}.sqlite"))
-    database_url: str = request.getfixturevalue("postgres_database")
-    return lambda: store_env(f"{database_url}?schema={new_schema(database_url)}", "", 2)
 
 
 def test_random_command_sequences_keep_every_invariant_and_refusals_write_nothing(
