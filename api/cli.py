@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import signal
 import sys
 import threading
@@ -171,8 +172,14 @@ def project(
     once: Annotated[
         bool, typer.Option("--once", help="catch up with the store, then exit")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log every batch applied and committed")
+    ] = False,
 ) -> None:
     """Run the projections on their own (not inside `crm serve`): catch up, then follow."""
+    if verbose:
+        logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+        logging.getLogger("crm.projections").setLevel(logging.DEBUG)
     settings = Settings()
     crm = build_crm(settings)
     try:
@@ -184,9 +191,12 @@ def project(
             head = crm.position()
             with progress_bar("catching up") as progress:
                 task = progress.add_task("catching up", total=head, completed=reads.runner.position)
-                reads.runner.catch_up(
-                    stop=head, progress=lambda done, _: progress.update(task, completed=done)
-                )
+
+                def advance(done: int, _: int) -> None:
+                    progress.update(task, completed=done)
+                    reads.maintain()  # answer `crm sql` snapshots and swaps meanwhile
+
+                reads.runner.catch_up(stop=head, progress=advance)
             out.print(f"read models at position {reads.runner.position}")
             if not once:
                 follow(reads.runner)
@@ -281,28 +291,29 @@ def sql(
     """
     settings = Settings()
     try:
-        con, source = analysts.open_read_models(settings.read_dir, list(PROJECTORS))
+        with analysts.read_models(settings.read_dir, list(PROJECTORS)) as (con, source):
+            analysts.lock_down(con)
+            analysts.check_read_only(con, query)
+            try:
+                cursor = con.execute(query)
+                names = [d[0] for d in cursor.description or []]
+                rows = cursor.fetchall()
+            except duckdb.Error as error:
+                raise analysts.AnalystError(analysts.one_line(error)) from None
     except analysts.AnalystError as error:
         raise fail(str(error)) from None
-    try:
-        analysts.check_read_only(con, query)
-        try:
-            cursor = con.execute(query)
-            names = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
-        except duckdb.Error as error:
-            raise analysts.AnalystError(analysts.one_line(error)) from None
-    except analysts.AnalystError as error:
-        raise fail(str(error)) from None
-    finally:
-        con.close()
     print_rows(names, rows, output)
     err.print(f"{len(rows)} rows, from {source}", highlight=False)
 
 
 def print_rows(names: list[str], rows: list[tuple[object, ...]], output: OutputFormat) -> None:
     if output is OutputFormat.json:
-        print(orjson.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str).decode())
+        records = [dict(zip(names, r, strict=True)) for r in rows]
+        try:
+            text = orjson.dumps(records, default=str, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError as error:
+            raise fail(f"cannot write the rows as JSON ({error}); try --format csv") from None
+        print(text.decode())
     elif output is OutputFormat.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(names)
@@ -329,11 +340,8 @@ def export_read_model(
     check_names([name])
     settings = Settings()
     try:
-        con, source = analysts.open_read_models(settings.read_dir, [name])
-        try:
+        with analysts.read_models(settings.read_dir, [name]) as (con, source):
             written = analysts.export(con, name, output, file_format.value)
-        finally:
-            con.close()
     except analysts.AnalystError as error:
         raise fail(str(error)) from None
     for table, path, rows in written:

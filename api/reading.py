@@ -27,13 +27,13 @@ def read_connection(
     error = reads.runner.status.error
     if error is not None:
         raise ReadModelUnavailableError(f"the read models are stopped: {error}")
-    store = reads.store(projection)
-    if min_position and not store.wait_for(projection, min_position, MAX_WAIT_SECONDS):
+    if min_position and not reads.wait_for(projection, min_position, MAX_WAIT_SECONDS):
         raise ReadModelUnavailableError(
-            f"the {projection} read model is at position {store.position(projection)}, "
-            f"not yet at {min_position}; retry shortly"
+            f"the {projection} read model is at position "
+            f"{reads.store(projection).position(projection)}, not yet at {min_position}; "
+            "retry shortly"
         )
-    return store.reader()
+    return reads.store(projection).reader()
 
 
 MinPosition = Annotated[

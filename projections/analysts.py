@@ -7,24 +7,34 @@ every read model's position.
 
 DuckDB lets no other process open a file that a writer holds, not even read-only.
 While ``crm serve`` (or ``crm project``) holds the read models, this asks that process
-for a snapshot (a file ``snapshot.request`` in the read directory, answered between
-two batches) and reads the snapshot instead: a consistent copy as of the last
-committed batch.
+for a snapshot (a file ``snapshot-<id>.request`` in the read directory, answered between
+two batches) and reads the snapshot instead: a consistent copy that holds every event
+committed before the request. The snapshot is removed when the session ends.
+
+A session for ad-hoc SQL is locked down (:func:`lock_down`): besides refusing every
+statement but SELECT, it cannot touch the file system (no ``COPY … TO``, no ``ATTACH``).
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
 from projections.files import ReadFiles, sql_string
-from projections.host import SNAPSHOT_DIR, SNAPSHOT_REQUEST
+from projections.host import SNAPSHOT_PREFIX, SNAPSHOT_REQUEST_SUFFIX
 
-#: Statements an analyst may run: reads only.
+#: Statements an analyst may run: reads only (EXPLAIN only of a read, see ``check_read_only``).
 READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+#: ``EXPLAIN``, ``EXPLAIN ANALYZE`` or ``EXPLAIN (options)`` before the explained statement.
+EXPLAIN = re.compile(r"\s*explain\s+(?:analy[sz]e\b|\([^)]*\))?", re.IGNORECASE)
 
 
 class AnalystError(Exception):
@@ -39,25 +49,40 @@ def _is_lock_error(error: duckdb.Error) -> bool:
     return "lock" in str(error).lower()
 
 
-def request_snapshot(directory: Path, timeout: float) -> Path:
-    """Ask the process holding the read models for a snapshot; its directory."""
-    request = directory / SNAPSHOT_REQUEST
-    request.touch()
+def request_snapshot(directory: Path, names: Sequence[str], timeout: float) -> Path:
+    """Ask the process holding the read models for a snapshot of ``names``; its directory.
+
+    The caller removes the directory when done with it.
+    """
+    snapshot = directory / f"{SNAPSHOT_PREFIX}{uuid.uuid4().hex}"
+    request = snapshot.with_name(snapshot.name + SNAPSHOT_REQUEST_SUFFIX)
+    pending = request.with_name(request.name + ".tmp")
+    pending.write_text("".join(f"{name}\n" for name in names))
+    pending.replace(request)  # whole, never half-written, when the holder sees it
     deadline = time.monotonic() + timeout
     while request.exists():
         if time.monotonic() > deadline:
             request.unlink(missing_ok=True)
+            shutil.rmtree(snapshot, ignore_errors=True)
             raise AnalystError(
                 "the read models are held by another process that did not answer the "
                 f"snapshot request within {timeout:.0f} s (is its projection runner stopped?)"
             )
         time.sleep(0.05)
-    return directory / SNAPSHOT_DIR
+    missing = [n for n in names if not (snapshot / f"{n}.duckdb").exists()]
+    if missing:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        raise AnalystError(
+            f"the process holding the read models has no read model {', '.join(missing)} "
+            "(restart it to run the new read models)"
+        )
+    return snapshot
 
 
-def open_read_models(
+@contextmanager
+def read_models(
     directory: Path, names: Sequence[str], snapshot_timeout: float = 60.0
-) -> tuple[duckdb.DuckDBPyConnection, str]:
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """An in-memory DuckDB session with ``names`` attached read-only, and where from."""
     files = ReadFiles(directory)
     missing = [n for n in names if not files.pointer(n).exists()]
@@ -68,6 +93,7 @@ def open_read_models(
         )
     con = duckdb.connect()
     source = "live files"
+    snapshot: Path | None = None
     try:
         try:
             for name in names:
@@ -77,15 +103,24 @@ def open_read_models(
                 raise
             con.close()
             con = duckdb.connect()
-            snapshots = request_snapshot(directory, snapshot_timeout)
-            source = "a snapshot of the running process's last committed batch"
+            snapshot = request_snapshot(directory, names, snapshot_timeout)
+            source = "a snapshot of the running process's read models"
             for name in names:
-                _attach(con, name, snapshots / f"{name}.duckdb")
+                _attach(con, name, snapshot / f"{name}.duckdb")
         _create_views(con, names)
-    except BaseException:
+        yield con, source
+    except duckdb.Error as error:
+        raise AnalystError(one_line(error)) from None
+    finally:
         con.close()
-        raise
-    return con, source
+        if snapshot is not None:
+            shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """No file system access (and no way to turn it back on) for what runs next."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> None:
@@ -112,11 +147,25 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     if not statements:
         raise AnalystError("no SQL statement given")
     for statement in statements:
-        if statement.type not in READ_ONLY:
+        if statement.type not in READ_ONLY or (
+            statement.type == duckdb.StatementType.EXPLAIN and not _explains_a_read(con, statement)
+        ):
             raise AnalystError(
-                f"only SELECT (and EXPLAIN) may run here, not {statement.type.name}: "
+                f"only SELECT (and EXPLAIN of a SELECT) may run here, not {statement.type.name}: "
                 "the read models are derived from the event store and change only through it"
             )
+
+
+def _explains_a_read(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement) -> bool:
+    """Whether an EXPLAIN explains a SELECT: EXPLAIN ANALYZE runs what it explains."""
+    match = EXPLAIN.match(statement.query)
+    if match is None:
+        return False
+    try:
+        explained = con.extract_statements(statement.query[match.end() :])
+    except duckdb.Error:
+        return False
+    return len(explained) == 1 and explained[0].type == duckdb.StatementType.SELECT
 
 
 def tables_of(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
@@ -136,7 +185,10 @@ def export(
     """Every table of read model ``name`` to ``output/<table>.<format>``; rows per file."""
     if file_format not in ("csv", "parquet"):
         raise AnalystError(f"format must be csv or parquet, not {file_format}")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AnalystError(f"cannot write to {output}: {one_line(error)}") from None
     written: list[tuple[str, Path, int]] = []
     options = "(FORMAT csv, HEADER true)" if file_format == "csv" else "(FORMAT parquet)"
     for table in tables_of(con, name):

@@ -5,7 +5,8 @@ DuckDB lets one process write a database file, and no other process may open it
 meanwhile, not even read-only. The process that holds the read models (``crm serve``
 or ``crm project``) therefore also answers two requests made through files in the
 read directory: a rebuilt generation to swap in (``<name>.current`` replaced by
-``crm rebuild``) and a snapshot for ``crm sql``/``crm export`` (``snapshot.request``).
+``crm rebuild``) and snapshots for ``crm sql``/``crm export`` (``snapshot-<id>.request``,
+answered with the directory ``snapshot-<id>``, which the asking process removes).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ log = logging.getLogger("crm.projections")
 
 #: How long a replaced read model keeps answering the reads that started before the swap.
 RETIRE_AFTER_SECONDS = 30.0
-SNAPSHOT_REQUEST = "snapshot.request"
-SNAPSHOT_DIR = "snapshot"
+#: ``snapshot-<id>.request`` (the read models wanted, one a line; none = all) asks for
+#: a snapshot into the directory ``snapshot-<id>``; it is removed once that is written.
+SNAPSHOT_PREFIX = "snapshot-"
+SNAPSHOT_REQUEST_SUFFIX = ".request"
 
 
 class ReadModelsLockedError(Exception):
@@ -83,13 +86,27 @@ class ReadModels:
     def _open(self, name: str) -> ReadStore:
         if self.files is None:
             return ReadStore(None, [self.factories[name]()])
+        stamp = self.files.stamp(name)
         path = self.files.current(name)
-        self._stamps[name] = self.files.stamp(name)
-        return open_store(path, [self.factories[name]()])
+        store = open_store(path, [self.factories[name]()])
+        # Only once open: a generation that could not be opened is tried again.
+        self._stamps[name] = stamp or self.files.stamp(name)
+        return store
 
     def store(self, name: str) -> ReadStore:
         with self._lock:
             return self.stores[name]
+
+    def wait_for(self, name: str, position: int, timeout: float) -> bool:
+        """Block until read model ``name`` has reached ``position``; False on timeout.
+        Follows a swap: the store that was current when the wait began may be retired."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if self.store(name).wait_for(name, position, min(0.1, max(0.0, remaining))):
+                return True
+            if remaining <= 0:
+                return False
 
     def positions(self) -> dict[str, int]:
         with self._lock:
@@ -125,7 +142,21 @@ class ReadModels:
             if self.files.current(name) == old.path:
                 self._stamps[name] = self.files.stamp(name)
                 continue
-            new = self._open(name)
+            try:
+                new = self._open(name)
+            except ReadModelsLockedError as error:
+                # e.g. `crm sql` reading the new file for a moment: try after the next batch.
+                log.warning("read model %s: cannot swap in the rebuild yet: %s", name, error)
+                continue
+            try:
+                # Readers never go back in time: the new generation first reaches the
+                # position the old one was at (events committed during the rebuild).
+                Runner(self.runner.recorder, [new], batch_size=self.runner.batch_size).catch_up(
+                    stop=old.low_position()
+                )
+            except BaseException:
+                new.close()
+                raise
             with self._lock:
                 self.stores[name] = new
                 self.runner.stores = [new if s is old else s for s in self.runner.stores]
@@ -149,16 +180,28 @@ class ReadModels:
             discard(store.path)
 
     def write_requested_snapshot(self) -> None:
+        """Answer every pending snapshot request with a copy of the read models it names.
+
+        The copy first catches up with the store, so it holds every event committed
+        before the request, also those written by other processes.
+        """
         if self.files is None:
             return
-        request = self.files.directory / SNAPSHOT_REQUEST
-        if not request.exists():
+        requests = sorted(self.files.directory.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_REQUEST_SUFFIX}"))
+        if not requests:
             return
-        target = self.files.directory / SNAPSHOT_DIR
-        target.mkdir(exist_ok=True)
-        for name, store in self.stores.items():
-            write_snapshot(store, target / f"{name}.duckdb")
-        request.unlink(missing_ok=True)
+        self.runner.catch_up()
+        for request in requests:
+            try:
+                wanted = request.read_text().split()
+            except FileNotFoundError:  # the asking process gave up
+                continue
+            target = request.with_name(request.name.removesuffix(SNAPSHOT_REQUEST_SUFFIX))
+            target.mkdir(exist_ok=True)
+            for name, store in self.stores.items():
+                if not wanted or name in wanted:
+                    write_snapshot(store, target / f"{name}.duckdb")
+            request.unlink(missing_ok=True)
 
 
 def write_snapshot(store: ReadStore, path: Path) -> None:

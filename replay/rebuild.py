@@ -70,8 +70,11 @@ def remove_if_unused(path: Path) -> bool:
     if not path.exists():
         return True
     try:
-        duckdb.connect(str(path)).close()
-    except duckdb.IOException:
+        # Read-only: fails on another process's lock (IOException) and, because the
+        # configuration differs, on a connection of this very process (ConnectionException),
+        # where a plain connect would share that connection's database and delete its file.
+        duckdb.connect(str(path), read_only=True).close()
+    except duckdb.Error:
         return False
     discard(path)
     return True

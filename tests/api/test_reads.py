@@ -62,9 +62,7 @@ def test_a_position_not_reached_in_time_is_503_with_retry_after(api: httpx.Clien
         {"actor": "x" * 500},
     ],
 )
-def test_bad_audit_parameters_are_422_problems(
-    api: httpx.Client, params: dict[str, str]
-) -> None:
+def test_bad_audit_parameters_are_422_problems(api: httpx.Client, params: dict[str, str]) -> None:
     response = api.get("/audit", params=params)
 
     assert response.status_code == 422, response.text
