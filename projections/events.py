@@ -65,17 +65,22 @@ def canonical_uuid(hex32: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "_type_" in value and "_data_" in value and len(value) == 2:
-            kind = value["_type_"]
+    """A decoded JSON value without transcoding wrappers (called for containers only:
+    most values are plain strings and numbers, and a call per value is what costs)."""
+    if type(value) is dict:
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
             data = value["_data_"]
-            if kind == "uuid_hex":
-                return canonical_uuid(data)
-            return _plain(data)
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+            if value["_type_"] == "uuid_hex":
+                return f"{data[:8]}-{data[8:12]}-{data[12:16]}-{data[16:20]}-{data[20:]}"
+            return _plain(data) if type(data) in _CONTAINERS else data
+        return {k: _plain(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v) if type(v) in _CONTAINERS else v for v in value]
     return value
+
+
+#: What orjson decodes JSON objects and arrays to (exactly these types, no subclasses).
+_CONTAINERS = frozenset({dict, list})
 
 
 def _actor(actor: str | None) -> str | None:
@@ -87,7 +92,14 @@ def _actor(actor: str | None) -> str | None:
 
 def topic_name(topic: str) -> str:
     """``domain.deal:Deal.Opened`` -> ``Deal.Opened``."""
-    return topic.rpartition(":")[2]
+    name = _TOPIC_NAMES.get(topic)
+    if name is None:
+        name = _TOPIC_NAMES[topic] = topic.rpartition(":")[2]
+    return name
+
+
+#: Topic -> event name; a store has a few dozen topics, decoded millions of times.
+_TOPIC_NAMES: dict[str, str] = {}
 
 
 def decode(notification: StoredNotification) -> Recorded:
@@ -95,6 +107,9 @@ def decode(notification: StoredNotification) -> Recorded:
     meta = state.pop(META_KEY, None) or {}
     timestamp = state.pop("timestamp")
     state.pop("originator_topic", None)
+    for key, value in state.items():
+        if type(value) in _CONTAINERS:
+            state[key] = _plain(value)
     originator_id = notification.originator_id
     return Recorded(
         position=notification.id,
@@ -107,7 +122,7 @@ def decode(notification: StoredNotification) -> Recorded:
         actor=_actor(meta.get("actor")),
         request_id=meta.get("request_id"),
         source=meta.get("source"),
-        data={k: _plain(v) for k, v in state.items()},
+        data=state,
     )
 
 
