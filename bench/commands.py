@@ -40,6 +40,7 @@ from bench.common import (
     ServiceUnavailableError,
     add_output_options,
     crm_server,
+    csv_choices,
     err,
     fmt_int,
     fmt_ms,
@@ -81,13 +82,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stores",
-        type=_choices(STORES),
+        type=csv_choices(STORES),
         default=list(STORES),
         help="comma-separated, of: sqlite, postgres (both)",
     )
     parser.add_argument(
         "--scenarios",
-        type=_choices(SCENARIOS, everything="all"),
+        type=csv_choices(SCENARIOS, everything="all"),
         default=list(DEFAULT_SCENARIOS),
         help=f"comma-separated, of: {', '.join(SCENARIOS)}; or all (health,mix); "
         "health, the baseline, always runs",
@@ -117,21 +118,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the mix (1)")
     add_output_options(parser, NAME)
-
-
-def _choices(allowed: Sequence[str], everything: str | None = None) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        if everything is not None and names == [everything]:
-            return list(allowed)
-        unknown = [name for name in names if name not in allowed]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}"
-            )
-        return list(dict.fromkeys(names))
-
-    return parse
 
 
 def workload(scenario: str, world: World) -> Single | CommandMix:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,6 +150,28 @@ def fmt_pct(value: float | None) -> str:
 
 def ratio(value: float, baseline: float) -> float:
     return value / baseline if baseline > 0 and not math.isnan(baseline) else math.nan
+
+
+# ---------------------------------------------------------------- options
+
+
+def csv_choices(
+    allowed: Sequence[str], everything: str | None = None
+) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names out of ``allowed`` (``everything``: all)."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if everything is not None and names == [everything]:
+            return list(allowed)
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}"
+            )
+        return list(dict.fromkeys(names))
+
+    return parse
 
 
 # ---------------------------------------------------------------- JSON results
