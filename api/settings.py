@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    group_commit: bool = Field(
+        default=True,
+        description="commit concurrent commands together in one transaction (off: one each)",
+    )
 
     projection_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
     projection_poll_seconds: float = Field(

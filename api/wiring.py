@@ -11,7 +11,7 @@ def build_crm(settings: Settings) -> Crm:
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = store_env(settings.database_url, str(settings.sqlite_path), settings.pg_pool_size)
-    return Crm(env=env)
+    return Crm(env=env, group_commit=settings.group_commit)
 
 
 def build_read_models(crm: Crm, settings: Settings, in_memory: bool = False) -> ReadModels:

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     JSONTranscoder,
     Mapper,
+    Notification,
     OperationalError,
     Recording,
     Transcoder,
 )
 
 from commands.errors import ConflictError, NotFoundError, StoreUnavailableError
+from commands.group_commit import GroupCommitter
 from commands.persistence import CrmMapper, Meta, register_transcodings, save_meta
+from domain.account import Account
+from domain.contact import Contact
+from domain.deal import Deal
+from domain.interaction import Interaction
+from domain.pipeline import Pipeline
+from domain.task import Task
+from domain.user import User
 
 A = TypeVar("A", bound=Aggregate)
+log = logging.getLogger(__name__)
 
 KIND_NAMES: dict[str, str] = {
     "Account": "account",
@@ -60,15 +71,32 @@ def store_env(database_url: str | None, sqlite_path: str, pool_size: int = 10) -
     return env
 
 
+#: A snapshot of a record is taken every this many of its events, so that loading a
+#: record replays at most this many events after its latest snapshot, however long its
+#: history (``CRM_SNAPSHOT_EVERY``; 0 takes none).
+SNAPSHOT_EVERY = 100
+
+
 class Crm(Application[UUID]):
     """The event-sourced CRM. Every change goes through :meth:`save_with`."""
 
     name = "crm"
+    # Snapshotting on (the snapshot store exists); the intervals are set per instance.
+    is_snapshotting_enabled = True
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        group_commit: bool = True,
+        snapshot_every: int = SNAPSHOT_EVERY,
+    ) -> None:
+        #: A record gets a snapshot when one of its events' version is a multiple of this.
+        self.snapshot_every = int((env or {}).get("CRM_SNAPSHOT_EVERY", snapshot_every))
         super().__init__(env)
         #: Called after every successful save (the read side wakes its runner).
         self.commit_listeners: list[Callable[[], None]] = []
+        #: Concurrent saves share a transaction (``commands/group_commit.py``).
+        self.committer = GroupCommitter(self.recorder, enabled=group_commit)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return CrmMapper(transcoder=self.construct_transcoder())
@@ -79,22 +107,60 @@ class Crm(Application[UUID]):
         return transcoder
 
     def save_with(self, meta: Meta, *aggregates: Aggregate | None) -> list[Recording[UUID]]:
-        """Save all pending events of ``aggregates`` atomically, stamped with ``meta``.
+        """Save all pending events of ``aggregates`` atomically, stamped with ``meta``,
+        in one transaction with any saves made at the same moment (group commit).
 
         A concurrent writer on any of them raises :class:`ConflictError` and writes nothing.
         """
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.collect_events(*aggregates)
         try:
             with save_meta(meta):
-                recordings = self.save(*aggregates)
+                stored = [self.mapper.to_stored_event(e) for e in processing.events]
+            positions = self.committer.insert(stored)
         except IntegrityError as error:
             raise ConflictError(
                 "a concurrent change got there first; reload and try again"
             ) from error
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError("the event store is unavailable") from error
+        recordings = [
+            Recording(
+                domain_event,
+                Notification(
+                    id=position,
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                ),
+            )
+            for domain_event, s, position in zip(processing.events, stored, positions, strict=True)
+        ]
+        self._snapshot(processing)
         for listener in self.commit_listeners:
             listener()
         return recordings
+
+    def _snapshot(self, processing: ProcessingEvent[UUID]) -> None:
+        """Snapshot each saved record whose new events passed a multiple of
+        ``snapshot_every``, as it stands in memory now (already committed). A snapshot
+        only speeds loading up: failing to write one fails nothing."""
+        if self.snapshots is None or self.snapshot_every <= 0:
+            return
+        due = {
+            e.originator_id
+            for e in processing.events
+            if e.originator_version % self.snapshot_every == 0
+        }
+        for record_id in due:
+            aggregate = processing.aggregates.get(record_id)
+            if not isinstance(aggregate, SNAPSHOTTED):
+                continue
+            try:
+                self.snapshots.put([Snapshot.take(aggregate)])
+            except Exception:  # e.g. a concurrent snapshot of the same version
+                log.warning("no snapshot of %s v%d", record_id, aggregate.version, exc_info=True)
 
     def load(self, cls: type[A], record_id: UUID, version: int | None = None) -> A:
         """The record of type ``cls``, or :class:`NotFoundError` (also for the wrong type)."""
@@ -120,6 +186,18 @@ class Crm(Application[UUID]):
             return self.recorder.max_notification_id() or 0
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError("the event store is unavailable") from error
+
+
+#: The records that get snapshots (any record's stream can grow long).
+SNAPSHOTTED: tuple[type[Aggregate], ...] = (
+    Account,
+    Contact,
+    Deal,
+    Interaction,
+    Pipeline,
+    Task,
+    User,
+)
 
 
 def kind_of(cls: type[Any]) -> str:

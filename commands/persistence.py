@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import (
     DecimalAsStr,
     JSONTranscoder,
@@ -61,7 +61,7 @@ class CrmMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         meta = _current_meta.get()
-        if meta is None:
+        if meta is None and not isinstance(domain_event, Snapshot):
             raise RuntimeError("events are saved inside save_meta(...), with their metadata")
         event_state = dict(vars(domain_event))
         originator_id = event_state.pop("originator_id")
@@ -69,7 +69,8 @@ class CrmMapper(Mapper[UUID]):
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             event_state["class_version"] = class_version
-        event_state[META_KEY] = asdict(meta)
+        if meta is not None:  # a snapshot is not an event of the history: no metadata
+            event_state[META_KEY] = asdict(meta)
         return StoredEvent(
             originator_id=originator_id,
             originator_version=originator_version,

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -58,6 +58,7 @@ from commands.interactions import (
     LogSms,
     RetractInteraction,
 )
+from commands.persistence import Meta
 from commands.pipelines import AddStage, ChangeStage, CreatePipeline, StageSpec
 from commands.tasks import CompleteTask, CreateTask, ReopenTask
 from commands.users import USER_EMAIL_SCOPE, DeactivateUser, GrantRole, InviteUser, RevokeRole
@@ -139,12 +140,8 @@ class RecordingCrm(Crm):
         #: Every aggregate saved since the last check, as often as it was saved.
         self.touched: list[UUID] = []
 
-    def save(
-        self,
-        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
-        **kwargs: Any,
-    ) -> list[Recording[UUID]]:
-        recordings = super().save(*objs, **kwargs)
+    def save_with(self, meta: Meta, *objs: Aggregate | None) -> list[Recording[UUID]]:
+        recordings = super().save_with(meta, *objs)
         for obj in objs:
             if isinstance(obj, Aggregate):
                 self.live[obj.id] = obj
@@ -305,7 +302,9 @@ class CrmMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.env = self.new_store()
+        # Snapshots every 3 events: records reload from snapshots all the time, and the
+        # invariants below compare them with the records as they are in memory.
+        self.env = {**self.new_store(), "CRM_SNAPSHOT_EVERY": "3"}
         self.crm = RecordingCrm(self.env)
         self.reader = Crm(env=self.env)
         self.now = datetime.now(UTC)
