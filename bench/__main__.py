@@ -14,6 +14,7 @@ from bench.common import BenchError, err
 REGISTRY: dict[str, str] = {
     "commands": "bench.commands",
     "projections": "bench.projections",
+    "records": "bench.records",
 }
 
 

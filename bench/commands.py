@@ -116,6 +116,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra environment of the server, e.g. CRM_PG_POOL_SIZE=20 (repeatable)",
     )
+    parser.add_argument(
+        "--commit",
+        choices=COMMIT_MODES,
+        default="both",
+        help="group: the server commits concurrent commands together (the default of crm "
+        "serve); single: one transaction per command (CRM_GROUP_COMMIT=false, the library's "
+        "way: the baseline); both (default): each store measured both ways, in this run",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the mix (1)")
     add_output_options(parser, NAME)
 
@@ -200,8 +208,19 @@ def ticker(
     return tick
 
 
-def bench_store(store: str, args: argparse.Namespace) -> list[Scenario]:
+#: --commit: which ways of committing to measure; "single" is the baseline of "group".
+COMMIT_MODES = ("both", "group", "single")
+#: The server setting of each way.
+COMMIT_ENV = {"single": "false", "group": "true"}
+
+
+def commit_modes(choice: str) -> list[str]:
+    return ["single", "group"] if choice == "both" else [choice]
+
+
+def bench_store(store: str, args: argparse.Namespace, mode: str) -> list[Scenario]:
     extra = dict(_key_value(item) for item in args.server_env)
+    extra["CRM_GROUP_COMMIT"] = COMMIT_ENV[mode]
     with ExitStack() as stack:
         database_url = None
         if store == "postgres":
@@ -225,6 +244,7 @@ COLUMNS = (
     "requests",
     "2xx/s",
     "x health",
+    "x single",
     "p50 ms",
     "p99 ms",
     "max ms",
@@ -234,6 +254,18 @@ COLUMNS = (
     "CPU gen",
     "CPU box",
 )
+
+
+def single_rate(results: dict[str, list[Scenario]], store: str, name: str) -> float:
+    """The 2xx/s of scenario ``name`` on the same store with one commit per command (the
+    baseline of group commit), for a group-commit row; NaN otherwise."""
+    kind, _, mode = store.partition(" ")
+    if mode != "group":
+        return math.nan
+    for scenario in results.get(f"{kind} single", []):
+        if scenario.name == name:
+            return scenario.ok_rate()
+    return math.nan
 
 
 def baseline_rate(scenarios: Sequence[Scenario]) -> float:
@@ -250,6 +282,7 @@ def row(
     base: float,
     failed: int,
     cpu: dict[str, float | None] | None,
+    single: float = math.nan,
 ) -> list[str]:
     latency = tally.latency()
     return [
@@ -257,6 +290,7 @@ def row(
         fmt_int(tally.replies + sum(tally.exceptions.values())),
         fmt_rate(rate),
         fmt_ratio(ratio(rate, base)),
+        "" if math.isnan(single) else fmt_ratio(ratio(rate, single)),
         fmt_ms(latency.p50),
         fmt_ms(latency.p99),
         fmt_ms(latency.max),
@@ -289,7 +323,9 @@ def print_report(outcome: Outcome, args: argparse.Namespace) -> None:
     caption = (
         f"{args.clients} clients ({args.client} client, keep-alive), {args.duration:g} s per "
         f"scenario after {args.warmup:g} s warm-up, {os.cpu_count()} CPUs{busy}. "
-        "x health = 2xx/s / GET /health 2xx/s on the same server in this run; indented rows "
+        "x health = 2xx/s / GET /health 2xx/s on the same server in this run; x single = "
+        "2xx/s / the same scenario's 2xx/s with one commit per command, in this run; "
+        "indented rows "
         "are the parts of the mix. CPU srv / gen = % of one core used by the server process / "
         "this load generator; CPU box = % of all cores busy (incl. the database)."
     )
@@ -300,7 +336,8 @@ def print_report(outcome: Outcome, args: argparse.Namespace) -> None:
             total = scenario.tally()
             title = f"{store} · {TITLES.get(scenario.name, scenario.name)}"
             failed = scenario.failures()
-            cells = row(title, total, scenario.ok_rate(), base, failed, scenario.cpu)
+            single = single_rate(results, store, scenario.name)
+            cells = row(title, total, scenario.ok_rate(), base, failed, scenario.cpu, single)
             table.add_row(*cells, style="bold red" if failed else None)
             if scenario.name == "mix":
                 for label in COMMANDS:
@@ -390,6 +427,7 @@ def figures(outcome: Outcome, args: argparse.Namespace) -> dict[str, Any]:
             "mix_weights": MIX_WEIGHTS,
             "scenarios": args.scenarios,
             "server_env": args.server_env,
+            "commit": args.commit,
             "postgres_url": redact(postgres_url(args.postgres_url)),
         },
         "baseline": "GET /health on the same server, same run",
@@ -414,16 +452,16 @@ def run(args: argparse.Namespace) -> int:
         args.scenarios = [BASELINE, *args.scenarios]
     args.load_before = load_average()
     outcome = Outcome()
-    for store in args.stores:
-        err.print(f"[bold]{store}[/bold]: starting crm serve …", highlight=False)
+    for store, mode in [(s, m) for s in args.stores for m in commit_modes(args.commit)]:
+        err.print(f"[bold]{store}[/bold] ({mode} commit): starting crm serve …", highlight=False)
         try:
-            outcome.results[store] = bench_store(store, args)
+            outcome.results[f"{store} {mode}"] = bench_store(store, args, mode)
         except ServiceUnavailableError as error:
-            outcome.skipped[store] = str(error)
+            outcome.skipped[f"{store} {mode}"] = str(error)
             err.print(f"[yellow]skipping {store}:[/yellow] {escape(str(error))}")
         except BenchError as error:
             # One store's broken server must not cost the other store's figures.
-            outcome.broken[store] = str(error)
+            outcome.broken[f"{store} {mode}"] = str(error)
             err.print(f"[bold red]{store} failed[/bold red] (details after the table)")
     if not outcome.results and not outcome.broken:
         raise BenchError("no store could be measured")
