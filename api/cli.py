@@ -42,11 +42,13 @@ from domain.roles import Authority, Role
 from domain.user import OwnerRoster, roster_id
 from domain.values import key_id, normalize_email
 from projections import analysts
+from projections.bulk import BulkBuildError, stage
 from projections.files import ReadFiles
 from projections.host import ReadModelsLockedError
 from projections.projector import ProjectionError
 from projections.registry import PROJECTORS
 from projections.runner import Runner
+from replay.rebuild import any_bulk
 from replay.rebuild import rebuild as rebuild_read_model
 
 app = typer.Typer(
@@ -242,6 +244,19 @@ def rebuild(
     files = ReadFiles(settings.read_dir)
     try:
         head = crm.position()
+        staged = None
+        if any_bulk({name: PROJECTORS[name] for name in chosen}):
+            with progress_bar("reading events") as progress:
+                task = progress.add_task("reading events", total=head)
+
+                def read(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                staged = stage(crm.recorder, progress=read)
+            out.print(
+                f"read {len(staged):,} events up to position {staged.position} in "
+                f"{staged.read_seconds + staged.prepare_seconds:.1f} s"
+            )
         for name in chosen:
             with progress_bar(name) as progress:
                 task = progress.add_task(name, total=head)
@@ -257,8 +272,9 @@ def rebuild(
                         PROJECTORS[name],
                         batch_size=settings.projection_batch_size,
                         progress=advance,
+                        staged=staged,
                     )
-                except ProjectionError as error:
+                except (ProjectionError, BulkBuildError) as error:
                     raise fail(f"rebuild of {name} failed, nothing changed: {error}") from None
             out.print(
                 f"{name}: {result.events:,} events in {result.seconds:.1f} s "

@@ -12,7 +12,11 @@ nothing is cached between runs):
             the library's mapper (mapper.to_domain_event): what eventsourcing alone
             manages. Beside it: reading alone, and reading + our decode
             (projections/events.py), to tell the parts apart
-  rebuild   every registered read model built from position 0 into DuckDB files
+  bulk      what `crm rebuild` does: the store's events read once (projections/bulk.py),
+            every registered read model derived from them in SQL into a new DuckDB
+            file, then swapped in: the figure held against the target
+  rebuild   every registered read model built from position 0 through the handlers
+            (the live path) into DuckDB files
             (ReadModels + runner.catch_up), end to end, its time split by the runner's
             own timers (read, decode, each read model's apply)
   alone     each read model rebuilt alone over the first --alone-events events
@@ -75,6 +79,7 @@ from bench.readside import (
     Lag,
     Pass,
     Profile,
+    bulk_rebuild,
     live_lag,
     make_lanes,
     profile_rebuild,
@@ -90,7 +95,7 @@ SUMMARY = (
     "board query p99, on SQLite and PostgreSQL"
 )
 STORES = ("sqlite", "postgres")
-SECTIONS = ("rebuild", "alone", "profile", "lag", "board")
+SECTIONS = ("bulk", "rebuild", "alone", "profile", "lag", "board")
 TARGET_RATE = 100_000.0
 TARGET_LAG_P99_MS = 200.0
 BASELINE = "baseline"
@@ -222,9 +227,16 @@ def bench_store(store: str, args: argparse.Namespace) -> StoreResult:
         ]
         factories = registered()
         everything = tmp / "read"
-        if "rebuild" in args.sections or "lag" in args.sections:
+        bulk = tmp / "bulk"
+        needs_models = "lag" in args.sections or "board" in args.sections
+        if "bulk" in args.sections or (needs_models and "rebuild" not in args.sections):
             result.passes.append(
-                rebuild("all", reader, everything, factories, page, ticker("rebuild", total))
+                bulk_rebuild("bulk", reader, bulk, factories, page, ticker("bulk", total))
+            )
+            everything = bulk  # the read models the lag and board sections run on
+        if "rebuild" in args.sections:
+            result.passes.append(
+                rebuild("all", reader, tmp / "read", factories, page, ticker("rebuild", total))
             )
         if "alone" in args.sections:
             stop = min(args.alone_events or total, total)
@@ -235,7 +247,7 @@ def bench_store(store: str, args: argparse.Namespace) -> StoreResult:
                 )
                 result.passes.append(alone)
                 shutil.rmtree(tmp / name)  # a 1M-event history makes gigabytes of them
-        below = result.rate_of("all") < TARGET_RATE
+        below = result.rate_of("bulk" if "bulk" in args.sections else "all") < TARGET_RATE
         if "profile" in args.sections and (
             args.profile == "always" or (args.profile == "auto" and below)
         ):
@@ -289,7 +301,8 @@ TITLES = {
     "read": "read pages (select_notifications)",
     BASELINE: "baseline: read + mapper.to_domain_event",
     "decode": "read + projections.events.decode",
-    "all": "rebuild: every read model, end to end",
+    "bulk": "crm rebuild: every read model, read once + SQL",
+    "all": "rebuild through the handlers (the live path)",
 }
 
 
@@ -345,7 +358,7 @@ def print_store(result: StoreResult, args: argparse.Namespace) -> None:
     )
     for p in result.passes:
         title = TITLES.get(p.name, f"  {p.name.partition(':')[2]} alone")
-        rebuilt = p.name == "all" or p.name.startswith("alone:")
+        rebuilt = p.name in ("all", "bulk") or p.name.startswith("alone:")
         short = rebuilt and p.rate < TARGET_RATE
         table.add_row(
             title,
@@ -356,7 +369,7 @@ def print_store(result: StoreResult, args: argparse.Namespace) -> None:
             fmt_pct(p.rate / TARGET_RATE * 100) if rebuilt else "",
             f"{p.cpu_seconds:.1f}",
             f"{p.megabytes:,.0f}" if p.megabytes is not None else "",
-            style="bold" if p.name in ("all", BASELINE) else ("yellow" if short else None),
+            style="bold" if p.name in ("bulk", BASELINE) else ("yellow" if short else None),
         )
     out.print(table)
     print_parts(store, result)
@@ -378,21 +391,23 @@ def print_parts(store: str, result: StoreResult) -> None:
     table = new_table(
         f"Chronicle CRM · {store} · where the rebuild's time went (the runner's own timers)",
         ("part", "seconds", "share", "events/s of this part alone"),
-        "read: select_notifications; decode: projections/events.py; apply: one read "
-        "model's handlers, Arrow + DuckDB flush and commit; other: opening, closing "
-        "(checkpoint), the runner's filtering.",
+        "read: select_notifications; decode: projections/events.py; applying: the stores "
+        "applying their batches side by side (wall time), then each store's own time in "
+        "it (handlers, Arrow + DuckDB flush, commit; they overlap); other: opening, "
+        "closing (checkpoint).",
     )
-    spent = 0.0
-    for part, seconds in everything.parts.items():
-        spent += seconds
-        title = f"apply: {part.partition(':')[2]}" if part.startswith("apply:") else part
+    parts = everything.parts
+    top = {k: v for k, v in parts.items() if not k.startswith("apply:")}
+    for part, seconds in [*top.items(), *((k, v) for k, v in parts.items() if k not in top)]:
+        title = f"  {part.partition(':')[2]}" if part.startswith("apply:") else part
         table.add_row(
             title,
             f"{seconds:.1f}",
             fmt_pct(seconds / everything.seconds * 100),
             fmt_rate(everything.events / seconds if seconds else math.nan),
+            style="dim" if part.startswith("apply:") else None,
         )
-    other = everything.seconds - spent
+    other = everything.seconds - sum(top.values())
     table.add_row("other", f"{other:.1f}", fmt_pct(other / everything.seconds * 100), "")
     out.print(table)
 

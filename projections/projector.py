@@ -94,6 +94,14 @@ class Projector:
         for table in self.tables:
             table.flush(con)
 
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Fill this read model's empty tables in SQL from the relation ``events``
+        (every stored event up to the build's position; see :mod:`projections.bulk`),
+        exactly as the handlers would have filled them, state tables included. Runs in
+        the builder's transaction; must not commit. False: no bulk path (the default).
+        """
+        return False
+
     def discard(self, con: duckdb.DuckDBPyConnection) -> None:
         """Forget a failed batch: drop buffered rows and reload state from the tables."""
         for table in self.tables:

@@ -3,9 +3,10 @@
 Catch-up reads pages of notifications after the lowest position among the
 read stores; each projector gets only the events beyond its own position (they may
 differ after a rebuild was swapped in). Each store applies its part of a page in
-one DuckDB transaction, rows and position together. Live, it sleeps until woken — in process,
-right after a commit — or until the poll interval passes (writers in other
-processes). A failing projector stops the runner with :class:`ProjectionError`.
+one DuckDB transaction, rows and position together; several stores do so side by
+side. Live, it sleeps until woken — in process, right after a commit — or until the
+poll interval passes (writers in other processes). A failing projector stops the
+runner with :class:`ProjectionError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import monotonic, perf_counter
 
@@ -39,7 +41,9 @@ class RunnerTimes:
 
     read: float = 0.0
     decode: float = 0.0
-    #: Per store (its projectors' names): applying its batches, flush and commit included.
+    #: Applying batches to the stores, flush and commit included (they overlap: wall time).
+    applying: float = 0.0
+    #: Per store (its projectors' names): the time it spent applying its batches.
     apply: dict[str, float] = field(default_factory=dict)
 
 
@@ -63,6 +67,7 @@ class Runner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def position(self) -> int:
@@ -88,21 +93,42 @@ class Runner:
         events = [decode(n) for n in page]
         self.times.decode += perf_counter() - read
         last = events[-1].position
-        for store in self.stores:
-            if store.low_position() >= last:
-                continue
-            batches: list[tuple[Projector, Sequence[Recorded]]] = []
-            for projector in store.projectors:
-                after = store.position(projector.name)
-                mine = [e for e in events if e.position > after and projector.wants(e.name)]
-                batches.append((projector, mine))
-            log.debug("applying positions %d..%d to %s", start + 1, last, store.path)
-            applying = perf_counter()
-            store.apply(batches, last)
-            key = ",".join(p.name for p in store.projectors)
-            self.times.apply[key] = self.times.apply.get(key, 0.0) + perf_counter() - applying
-            log.debug("committed position %d to %s", last, store.path)
+        due = [store for store in self.stores if store.low_position() < last]
+        applying = perf_counter()
+        if len(due) == 1:
+            self._apply(due[0], events, start, last)
+        elif due:
+            # Each store is its own DuckDB database: while one runs its SQL and commits
+            # (DuckDB releases the GIL), another runs its projectors' Python. A batch
+            # then takes as long as its slowest store, not the sum of all: the live lag
+            # halves. Every store finishes its batch before a failure is raised.
+            pool = self._pool or self._start_pool()
+            futures = [pool.submit(self._apply, store, events, start, last) for store in due]
+            failures = [future.exception() for future in futures]
+            for failure in failures:
+                if failure is not None:
+                    raise failure
+        self.times.applying += perf_counter() - applying
         return len(events)
+
+    def _apply(self, store: ReadStore, events: Sequence[Recorded], start: int, last: int) -> None:
+        batches: list[tuple[Projector, Sequence[Recorded]]] = []
+        for projector in store.projectors:
+            after = store.position(projector.name)
+            mine = [e for e in events if e.position > after and projector.wants(e.name)]
+            batches.append((projector, mine))
+        log.debug("applying positions %d..%d to %s", start + 1, last, store.path)
+        applying = perf_counter()
+        store.apply(batches, last)
+        key = ",".join(p.name for p in store.projectors)
+        self.times.apply[key] = self.times.apply.get(key, 0.0) + perf_counter() - applying
+        log.debug("committed position %d to %s", last, store.path)
+
+    def _start_pool(self) -> ThreadPoolExecutor:
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(self.stores), thread_name_prefix="projection-store"
+        )
+        return self._pool
 
     def catch_up(self, stop: int | None = None, progress: Progress | None = None) -> int:
         """Apply everything up to ``stop`` (default: the head when called)."""
@@ -130,6 +156,9 @@ class Runner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def _run(self) -> None:
         self.status.running = True

@@ -100,10 +100,14 @@ class ReadStore(TrackingRecorder):
                 for projector, _ in batches:
                     projector.discard(self.con)
                 raise
-            with self._changed:
-                for projector, _ in batches:
-                    self._positions[projector.name] = position
-                self._changed.notify_all()
+            self.moved_to(position, [projector.name for projector, _ in batches])
+
+    def moved_to(self, position: int, projections: Sequence[str]) -> None:
+        """Record in memory that ``projections`` committed ``position`` (a bulk build)."""
+        with self._changed:
+            for name in projections:
+                self._positions[name] = position
+            self._changed.notify_all()
 
     def wait_for(self, projection: str, position: int, timeout: float) -> bool:
         """Block until ``projection`` has reached ``position``; False on timeout."""

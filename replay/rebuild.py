@@ -1,5 +1,7 @@
 """Rebuild a read model from position 0 into a new DuckDB file, then swap it in.
 
+Read models with a bulk path (``projections/bulk.py``) are derived in SQL from the
+store's events, read once; the runner then applies what was committed meanwhile.
 The rebuild never touches the read model in use: it writes a new generation beside
 it and, only once that has caught up with the store, replaces the pointer
 atomically (``ReadFiles.swap``). A failed rebuild deletes its own file and leaves
@@ -10,7 +12,7 @@ removes the old file once the reads that began before the swap have had time to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic
@@ -18,6 +20,7 @@ from time import monotonic
 import duckdb
 from eventsourcing.persistence import ApplicationRecorder
 
+from projections.bulk import Staged, build, can_build_in_bulk, has_bulk_path, stage
 from projections.files import ReadFiles, discard
 from projections.projector import Projector
 from projections.runner import Progress, Runner
@@ -45,14 +48,27 @@ def rebuild(
     factory: Callable[[], Projector],
     batch_size: int = 10_000,
     progress: Progress | None = None,
+    staged: Staged | None = None,
 ) -> Rebuilt:
+    """Rebuild read model ``name`` into a new generation and swap it in.
+
+    A read model with a bulk path is built in SQL from ``staged`` (the store's events,
+    read once for several read models; read here when not given), then the runner
+    applies whatever was committed since with the handlers; one without a bulk path is
+    built by the runner from position 0.
+    """
     path = files.new_generation(name)
     started = monotonic()
     try:
         store = ReadStore(path, [factory()])
         try:
+            events = 0
+            if can_build_in_bulk(store):
+                staged = staged if staged is not None else stage(recorder, progress=progress)
+                build(store, staged)
+                events = len(staged)
             runner = Runner(recorder, [store], batch_size=batch_size)
-            events = runner.catch_up(progress=progress)
+            events += runner.catch_up(progress=progress)
             position = store.position(name)
             store.con.execute("CHECKPOINT")
         finally:
@@ -63,6 +79,12 @@ def rebuild(
     seconds = monotonic() - started
     old = files.swap(name, path)
     return Rebuilt(name, path, position, events, seconds, old is not None and remove_if_unused(old))
+
+
+def any_bulk(factories: Mapping[str, Callable[[], Projector]]) -> bool:
+    """Whether any of these read models builds in bulk (then read the events once, with
+    :func:`projections.bulk.stage`, and hand them to each :func:`rebuild`)."""
+    return any(has_bulk_path(make()) for make in factories.values())
 
 
 def remove_if_unused(path: Path) -> bool:

@@ -40,6 +40,7 @@ from domain.roles import Authority, Role
 from domain.user import User
 from projections import analysts, host
 from projections.audit import AuditLog
+from projections.bulk import BulkBuildError
 from projections.events import Recorded
 from projections.files import ReadFiles
 from projections.host import RETIRE_AFTER_SECONDS, ReadModels
@@ -398,15 +399,29 @@ def test_a_rebuild_held_open_by_another_reader_is_swapped_in_later(site: Site) -
 
 
 class FailingAudit(AuditLog):
-    """The audit log, with a handler that fails on the second account."""
+    """The audit log, with a handler that fails on the second account (and no bulk
+    path, so the rebuild goes through the handlers)."""
 
     def on_any(self, event: Recorded) -> None:
         if event.name == "Account.Registered" and event.data["name"] == "Globex":
             raise RuntimeError("boom")
         super().on_any(event)
 
+    build_in_bulk = Projector.build_in_bulk
 
-def test_a_failed_rebuild_leaves_the_read_model_untouched(site: Site) -> None:
+
+class FailingBulkAudit(AuditLog):
+    """The audit log, with a bulk build that fails after writing rows."""
+
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        super().build_in_bulk(con)
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("failing", [FailingAudit, FailingBulkAudit])
+def test_a_failed_rebuild_leaves_the_read_model_untouched(
+    site: Site, failing: type[AuditLog]
+) -> None:
     seed(site, "Acme", "Globex")
     build_read_models_here(site)
     files = site.files
@@ -415,8 +430,8 @@ def test_a_failed_rebuild_leaves_the_read_model_untouched(site: Site) -> None:
     digest = hashlib.sha256(old.read_bytes()).hexdigest()
     listing = sorted(p.name for p in site.settings.read_dir.iterdir())
 
-    with site.store() as crm, pytest.raises(ProjectionError, match="boom"):
-        rebuild(crm.recorder, files, "audit", FailingAudit, batch_size=2)
+    with site.store() as crm, pytest.raises((ProjectionError, BulkBuildError), match="boom"):
+        rebuild(crm.recorder, files, "audit", failing, batch_size=2)
 
     assert files.pointer("audit").read_text() == pointer
     assert hashlib.sha256(old.read_bytes()).hexdigest() == digest

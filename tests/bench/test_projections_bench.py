@@ -43,10 +43,23 @@ def test_bench_projections_reports_complete_runs(store: str, tmp_path: Path) -> 
     assert events >= 3000
 
     passes = result["passes"]
-    expected = {"read", "baseline", "decode", "all", *(f"alone:{name}" for name in PROJECTORS)}
+    expected = {
+        "read",
+        "baseline",
+        "decode",
+        "bulk",
+        "all",
+        *(f"alone:{name}" for name in PROJECTORS),
+    }
     assert set(passes) == expected
     assert all(figures["events"] == events for figures in passes.values())
-    assert set(passes["all"]["parts_s"]) == {"read", "decode", *(f"apply:{n}" for n in PROJECTORS)}
+    parts = {"read", "decode", "applying", *(f"apply:{name}" for name in PROJECTORS)}
+    assert set(passes["all"]["parts_s"]) == parts
+    assert set(passes["bulk"]["parts_s"]) == {
+        "read",
+        "prepare",
+        *(f"build:{name}" for name in PROJECTORS),
+    }
     assert result["profile"]["events"] == 1000
 
     (lag,) = result["lag"]

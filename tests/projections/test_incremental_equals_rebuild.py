@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -88,13 +88,15 @@ class ProjectedCrmMachine(CrmMachine):
 
     #: What the read side does after each command that wrote events, in turn.
     plan: Iterator[ReadTurn] | None = None
+    #: The read models it feeds.
+    read_models: ClassVar[Mapping[str, Callable[[], Projector]]] = PROJECTORS
 
     def new_read_directory(self) -> Path:
         raise NotImplementedError("subclasses say where each example's DuckDB files live")
 
     def __init__(self) -> None:
         super().__init__()
-        self.factories = dict(PROJECTORS)
+        self.factories = dict(self.read_models)
         self.directory = self.new_read_directory()
         self.stores = self.open_stores()
         self.compared_at = 0
