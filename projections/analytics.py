@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import duckdb
 
+from projections import bulk_analytics
 from projections.events import Recorded
 from projections.projector import Projector, on
 from projections.tables import Column, Table, rows_of
@@ -234,6 +235,10 @@ class Analytics(Projector):
                 "FROM analytics_interactions"
             ).fetchall()
         }
+
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        bulk_analytics.build(con)
+        return True
 
     # Pipelines: stage order, names and probabilities
 
