@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from projections import bulk_board
 from projections.events import Recorded
 from projections.projector import Projector, on
 from projections.tables import Column, Table
@@ -192,6 +193,10 @@ class Board(Projector):
             self.interaction_table,
             self.totals_table,
         ]
+
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        bulk_board.build(con)
+        return True
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         #: Each pipeline's stages in board order.
