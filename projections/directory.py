@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import duckdb
 import orjson
 
+from projections import bulk_directory
 from projections.events import Recorded
 from projections.projector import Projector, on
 from projections.tables import Column, Table, rows_of
@@ -117,6 +118,10 @@ class Directory(Projector):
         self.accounts = _load(con, self.account_table)
         self.contacts = _load(con, self.contact_table)
         self.deals = _load(con, self.deal_table)
+
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        bulk_directory.build(con)
+        return True
 
     # Accounts
 
