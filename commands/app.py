@@ -74,7 +74,7 @@ def store_env(database_url: str | None, sqlite_path: str, pool_size: int = 10) -
 #: A snapshot of a record is taken every this many of its events, so that loading a
 #: record replays at most this many events after its latest snapshot, however long its
 #: history (``CRM_SNAPSHOT_EVERY``; 0 takes none).
-SNAPSHOT_EVERY = 100
+SNAPSHOT_EVERY = 20
 
 
 class Crm(Application[UUID]):
