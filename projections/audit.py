@@ -146,6 +146,13 @@ class AuditLog(Projector):
             event.aggregate_id, (event.aggregate_id, orjson.dumps(state).decode())
         )
 
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        # Imported here: bulk_audit reads this module's constants (INTERNAL, IMPLIED…).
+        from projections import bulk_audit
+
+        bulk_audit.build(con)
+        return True
+
 
 def query(
     con: duckdb.DuckDBPyConnection,
