@@ -32,6 +32,7 @@ import orjson
 
 from domain.errors import InvalidValueError
 from domain.interaction import COMMON_FIELDS, DETAIL_FIELDS, InteractionKind
+from projections import bulk_timeline
 from projections import timeline_text as text
 from projections.events import Recorded
 from projections.projector import Projector, on
@@ -156,6 +157,10 @@ class Timeline(Projector):
             "WHERE source_kind <> 'interaction'"
         ).fetchall():
             memory[kind][source_id] = orjson.loads(state)
+
+    def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
+        bulk_timeline.build(con)
+        return True
 
     def apply(self, con: duckdb.DuckDBPyConnection, events: Sequence[Recorded]) -> None:
         wanted = {e.aggregate_id for e in events if e.name in REVISIONS} - set(self.interactions)
