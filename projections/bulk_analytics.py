@@ -29,10 +29,6 @@ from __future__ import annotations
 import duckdb
 
 MACROS = (
-    # 32 lowercase hex digits (a transcoded UUID) -> the canonical text, as ``Recorded``
-    # has it. Unlike ``canonical_uuid``, it names its argument once: a macro repeats the
-    # expression it is given, and there that is a JSON extraction, six times a row.
-    "CREATE OR REPLACE TEMP MACRO analytics_uuid(h) AS CAST(CAST(h AS UUID) AS VARCHAR)",
     # A TIMESTAMPTZ -> its UTC wall time (a TIMESTAMP) without the session's TimeZone,
     # for cutting months, quarters and days as the handlers do (``astimezone(UTC)``).
     "CREATE OR REPLACE TEMP MACRO analytics_utc(t) AS make_timestamp(epoch_us(t))",
@@ -56,23 +52,23 @@ WITH pipeline_events AS (
                 WHEN 'Pipeline.Created' THEN list_transform(
                     CAST(json_extract(state, '$.stages[*]._data_') AS JSON[]),
                     lambda s: {
-                        'id': analytics_uuid(json_extract_string(s, '$.id._data_')),
+                        'id': canonical_uuid(json_extract_string(s, '$.id._data_')),
                         'name': json_extract_string(s, '$.name'),
                         'probability': CAST(json_extract(s, '$.probability') AS INTEGER)})
                 WHEN 'Pipeline.StageAdded' THEN [{
-                    'id': analytics_uuid(
+                    'id': canonical_uuid(
                         json_extract_string(state, '$.stage._data_.id._data_')),
                     'name': json_extract_string(state, '$.stage._data_.name'),
                     'probability': CAST(
                         json_extract(state, '$.stage._data_.probability') AS INTEGER)}]
             END,
             'at_index': CAST(json_extract(state, '$.position') AS INTEGER),
-            'stage_id': analytics_uuid(json_extract_string(state, '$.stage_id._data_')),
+            'stage_id': canonical_uuid(json_extract_string(state, '$.stage_id._data_')),
             'new_name': json_extract_string(state, '$.name'),
             'new_probability': CAST(json_extract(state, '$.probability') AS INTEGER),
             'stage_order': list_transform(
                 json_extract_string(state, '$.order[*]._data_'),
-                lambda h: analytics_uuid(h))
+                lambda h: canonical_uuid(h))
         } AS change
     FROM events
     WHERE name IN ('Pipeline.Created', 'Pipeline.StageAdded', 'Pipeline.StageRenamed',
@@ -153,9 +149,9 @@ SELECT
         WHEN 'Deal.Lost' THEN 'lost'
         WHEN 'Deal.Reopened' THEN 'reopened'
     END AS kind,
-    CASE WHEN name = 'Deal.Opened' THEN analytics_uuid(f[1]) END AS pipeline_id,
+    CASE WHEN name = 'Deal.Opened' THEN canonical_uuid(f[1]) END AS pipeline_id,
     CASE WHEN name IN ('Deal.Opened', 'Deal.StageChanged', 'Deal.Reopened')
-        THEN analytics_uuid(f[2]) END AS stage_id,
+        THEN canonical_uuid(f[2]) END AS stage_id,
     CASE name
         WHEN 'Deal.Opened' THEN 'open'
         WHEN 'Deal.Reopened' THEN 'open'
@@ -163,7 +159,7 @@ SELECT
         WHEN 'Deal.Lost' THEN 'lost'
     END AS status,
     CASE WHEN name IN ('Deal.Opened', 'Deal.OwnerChanged')
-        THEN analytics_uuid(f[3]) END AS owner_id,
+        THEN canonical_uuid(f[3]) END AS owner_id,
     CASE WHEN name IN ('Deal.Opened', 'Deal.AmountChanged') THEN f[4] END AS amount,
     CASE WHEN name IN ('Deal.Opened', 'Deal.AmountChanged') THEN f[5] END AS currency,
     CASE WHEN name IN ('Deal.Opened', 'Deal.CloseDateChanged')
@@ -299,7 +295,7 @@ interactions AS (
     SELECT
         l.interaction_id,
         -- ``logged_by`` is None only for the system actor.
-        coalesce(analytics_uuid(l.f[1]), 'system') AS user_id,
+        coalesce(canonical_uuid(l.f[1]), 'system') AS user_id,
         l.kind,
         CAST(coalesce(c.occurred_at, l.f[2]) AS TIMESTAMPTZ) AS occurred_at
     FROM logged AS l LEFT JOIN corrected AS c USING (interaction_id)

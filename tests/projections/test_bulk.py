@@ -18,8 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis import settings
 
 from commands.accounts import RegisterAccount
 from commands.app import Crm
@@ -32,7 +31,12 @@ from projections.store import ReadStore
 from projections.tables import Table
 from tests.conftest import Person
 from tests.projections.compare import assert_same_as_rebuilt, content
-from tests.projections.test_incremental_equals_rebuild import RUNS, ProjectedCrmMachine, Tally
+from tests.projections.test_incremental_equals_rebuild import (
+    RUNS,
+    ProjectedCrmMachine,
+    Tally,
+    run_projected_machine,
+)
 from tests.services import StoreFactory
 
 
@@ -110,26 +114,8 @@ def bulk_built(crm: Crm, factories: dict[str, Callable[[], Projector]], path: Pa
 def test_a_bulk_build_equals_the_handlers_build_and_they_carry_on_from_it(
     name: str, store_kind: str, empty_store: StoreFactory, tmp_path: Path
 ) -> None:
-    directories = (tmp_path / f"read-{n}" for n in itertools.count())
-
-    class Machine(BulkCrmMachine):
-        read_models = {name: BULK[name]}
-
-        def new_store(self) -> dict[str, str]:
-            return empty_store()
-
-        def new_read_directory(self) -> Path:
-            directory = next(directories)
-            directory.mkdir()
-            return directory
-
-    run_state_machine_as_test(
-        Machine,
-        settings=settings(
-            BULK_RUNS[store_kind],
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
+    run_projected_machine(
+        BulkCrmMachine, empty_store, tmp_path, BULK_RUNS[store_kind], {name: BULK[name]}
     )
 
 

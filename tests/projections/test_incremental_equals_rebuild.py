@@ -293,12 +293,18 @@ class ProjectedCrmMachine(CrmMachine):
             self.attempt_command(IssueToken(user_id=user, label="laptop"), actor)
 
 
-def test_every_read_model_built_incrementally_equals_it_rebuilt_from_zero(
-    store_kind: str, empty_store: StoreFactory, tmp_path: Path
+def run_projected_machine(
+    machine: type[ProjectedCrmMachine],
+    empty_store: StoreFactory,
+    tmp_path: Path,
+    runs: settings,
+    read_models: Mapping[str, Callable[[], Projector]] | None = None,
 ) -> None:
+    """Run ``machine`` with fresh event stores from ``empty_store`` and a fresh read
+    directory per example under ``tmp_path``, feeding ``read_models`` (default: all)."""
     directories = (tmp_path / f"read-{n}" for n in itertools.count())
 
-    class Machine(ProjectedCrmMachine):
+    class Machine(machine):  # type: ignore[valid-type,misc]
         def new_store(self) -> dict[str, str]:
             return empty_store()
 
@@ -307,14 +313,22 @@ def test_every_read_model_built_incrementally_equals_it_rebuilt_from_zero(
             directory.mkdir()
             return directory
 
+    if read_models is not None:
+        Machine.read_models = read_models
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            RUNS[store_kind],
+            runs,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+
+
+def test_every_read_model_built_incrementally_equals_it_rebuilt_from_zero(
+    store_kind: str, empty_store: StoreFactory, tmp_path: Path
+) -> None:
+    run_projected_machine(ProjectedCrmMachine, empty_store, tmp_path, RUNS[store_kind])
 
 
 # -- a failing projector -------------------------------------------------------------------
