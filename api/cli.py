@@ -1,44 +1,39 @@
-"""The ``crm`` command line."""
+"""The ``crm`` command line: store, server, projections and analysts' commands here;
+auditors' commands (``crm replay``, ``crm history``, ``crm verify``…) in the
+``api/cli_*.py`` modules imported at the end, which register on the same app."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import duckdb
-import orjson
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
+from rich.progress import TaskID
 
+from api.cli_common import (
+    OutputFormat,
+    app,
+    err,
+    fail,
+    out,
+    print_rows,
+    progress_bar,
+    system_context,
+)
 from api.settings import Settings
 from api.wiring import build_crm, build_read_models
-from commands.context import Context
 from commands.errors import CommandError
 from commands.handlers import execute
 from commands.users import USER_EMAIL_SCOPE, InviteUser, IssueToken
 from domain.errors import DomainError
 from domain.index import UniqueKey
-from domain.roles import Authority, Role
+from domain.roles import Role
 from domain.user import OwnerRoster, roster_id
 from domain.values import key_id, normalize_email
 from projections import analysts
@@ -50,24 +45,6 @@ from projections.registry import PROJECTORS
 from projections.runner import Runner
 from replay.rebuild import any_bulk
 from replay.rebuild import rebuild as rebuild_read_model
-
-app = typer.Typer(
-    help="Chronicle CRM: an event-sourced CRM core. Every change is an immutable event.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-
-
-def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=1)
-
-
-def system_context() -> Context:
-    return Context(actor=Authority.system(), source="cli")
 
 
 @app.command()
@@ -137,28 +114,6 @@ def serve(
         port=port or settings.port,
         log_level="info",
     )
-
-
-class EventRate(ProgressColumn):
-    """Events per second (positions per second: close to events, gaps aside)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} events/s" if speed else "… events/s", style="cyan")
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator[Progress]:
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-        EventRate(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as progress:
-        yield progress
 
 
 def check_names(names: list[str] | None) -> list[str]:
@@ -285,12 +240,6 @@ def rebuild(
         crm.close()
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
 @app.command()
 def sql(
     query: Annotated[
@@ -322,25 +271,6 @@ def sql(
     err.print(f"{len(rows)} rows, from {source}", highlight=False)
 
 
-def print_rows(names: list[str], rows: list[tuple[object, ...]], output: OutputFormat) -> None:
-    if output is OutputFormat.json:
-        records = [dict(zip(names, r, strict=True)) for r in rows]
-        try:
-            text = orjson.dumps(records, default=str, option=orjson.OPT_NON_STR_KEYS)
-        except orjson.JSONEncodeError as error:
-            raise fail(f"cannot write the rows as JSON ({error}); try --format csv") from None
-        print(text.decode())
-    elif output is OutputFormat.csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(names)
-        writer.writerows(rows)
-    else:
-        table = Table(*names)
-        for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        out.print(table)
-
-
 class ExportFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
@@ -367,3 +297,7 @@ def export_read_model(
 
 def main() -> None:
     app()
+
+
+# The modules below register their commands on ``app`` when imported.
+from api import cli_replay  # noqa: E402, F401

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app as cli
+from api.cli import main  # noqa: F401  (registers every command)
+from api.cli_common import app as cli
 from commands.app import Crm
 from commands.deals import OpenDeal
 from commands.handlers import execute

@@ -1,0 +1,102 @@
+"""What every ``crm`` command shares: the Typer app, the consoles, one-line failures,
+progress bars and row printing. Commands live in ``api/cli.py`` and in the
+``api/cli_*.py`` modules it imports (each registers its own commands on :data:`app`)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from commands.context import Context
+from domain.roles import Authority
+
+app = typer.Typer(
+    help="Chronicle CRM: an event-sourced CRM core. Every change is an immutable event.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def system_context() -> Context:
+    return Context(actor=Authority.system(), source="cli")
+
+
+#: ``crm replay …``: records and read models as they stood at a moment.
+replay_app = typer.Typer(
+    help="Any record, or a read model, as it stood at a moment or version.",
+    no_args_is_help=True,
+)
+app.add_typer(replay_app, name="replay")
+
+
+class EventRate(ProgressColumn):
+    """Events per second (positions per second: close to events, gaps aside)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} events/s" if speed else "… events/s", style="cyan")
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Progress]:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        EventRate(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        yield progress
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def print_rows(names: list[str], rows: list[tuple[object, ...]], output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        records = [dict(zip(names, r, strict=True)) for r in rows]
+        try:
+            text = orjson.dumps(records, default=str, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError as error:
+            raise fail(f"cannot write the rows as JSON ({error}); try --format csv") from None
+        print(text.decode())
+    elif output is OutputFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        table = Table(*names)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)

@@ -1,0 +1,7 @@
+"""``crm replay …``, ``crm history`` and ``crm verify``: the auditors' commands.
+
+Each group of commands lives in a module of its own and registers on the shared app
+(``api/cli_common.py``) when imported here.
+"""
+
+from __future__ import annotations
