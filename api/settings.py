@@ -25,6 +25,16 @@ class Settings(BaseSettings):
         description="commit concurrent commands together in one transaction (off: one each)",
     )
 
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that signs `crm verify --checkpoint` files",
+    )
+    verify_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 public key (PEM) that `crm verify --against` checks signatures "
+        "with; default: the signing key's",
+    )
+
     projection_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
     projection_poll_seconds: float = Field(
         default=0.5, gt=0, le=60, description="how often to look for events written elsewhere"

@@ -20,7 +20,9 @@ from eventsourcing.persistence import (
     Recording,
     Transcoder,
 )
+from eventsourcing.utils import get_topic
 
+from commands.chain import ChainedPostgresApplicationRecorder, ChainedSQLiteApplicationRecorder
 from commands.errors import ConflictError, NotFoundError, StoreUnavailableError
 from commands.group_commit import GroupCommitter
 from commands.persistence import CrmMapper, Meta, register_transcodings, save_meta
@@ -47,15 +49,21 @@ KIND_NAMES: dict[str, str] = {
 
 
 def store_env(database_url: str | None, sqlite_path: str, pool_size: int = 10) -> dict[str, str]:
-    """The eventsourcing settings for a PostgreSQL URL, or else a SQLite file."""
+    """The eventsourcing settings for a PostgreSQL URL, or else a SQLite file; either
+    store's recorder writes the hash chain (``commands/chain.py``)."""
     if not database_url:
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": sqlite_path}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": sqlite_path,
+            "APPLICATION_RECORDER_TOPIC": get_topic(ChainedSQLiteApplicationRecorder),
+        }
     url = urlparse(database_url)
     if url.scheme not in ("postgres", "postgresql"):
         raise ValueError(f"database URL must start with postgresql://, not {url.scheme}://")
     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": get_topic(ChainedPostgresApplicationRecorder),
         "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
         "POSTGRES_HOST": url.hostname or "127.0.0.1",
         "POSTGRES_PORT": str(url.port or 5432),

@@ -1,0 +1,120 @@
+"""``crm verify`` and ``crm keygen``: tamper evidence (``replay/verify.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli_common import app, err, fail, out, progress_bar
+from api.settings import Settings
+from api.wiring import build_crm
+from replay.verify import (
+    Checkpoint,
+    Verified,
+    VerifyError,
+    generate_key,
+    load_private_key,
+    load_public_key,
+    public_pem,
+    read_checkpoint,
+    sign_checkpoint,
+    verify,
+)
+
+
+@app.command("verify")
+def verify_store(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="after a clean walk, write the chain's head signed with CRM_SIGNING_KEY_FILE "
+            "to this new file",
+        ),
+    ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="prove that history up to this signed checkpoint is unchanged (the key: "
+            "--public-key, CRM_VERIFY_KEY_FILE or CRM_SIGNING_KEY_FILE)",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="PEM public key for --against")
+    ] = None,
+) -> None:
+    """Check every stored event against the hash chain: print OK, or the first event
+    that was altered, removed, inserted or reordered, and exit 1."""
+    settings = Settings()
+    try:
+        signing_key = None
+        if checkpoint is not None:
+            if settings.signing_key_file is None:
+                raise VerifyError("set CRM_SIGNING_KEY_FILE (make one with `crm keygen FILE`)")
+            if checkpoint.exists():
+                raise VerifyError(f"{checkpoint} exists; a checkpoint is never overwritten")
+            signing_key = load_private_key(settings.signing_key_file)
+        proven: Checkpoint | None = None
+        if against is not None:
+            key_file = public_key or settings.verify_key_file or settings.signing_key_file
+            if key_file is None:
+                raise VerifyError(
+                    "give --public-key, or set CRM_VERIFY_KEY_FILE or CRM_SIGNING_KEY_FILE"
+                )
+            proven = read_checkpoint(against, load_public_key(key_file))
+    except VerifyError as error:
+        raise fail(str(error)) from None
+    crm = build_crm(settings)
+    try:
+        with progress_bar("verifying") as progress:
+            task = progress.add_task("verifying", total=crm.position())
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                verified = verify(crm.recorder, checkpoint=proven, progress=advance)
+            except VerifyError as error:
+                raise fail(str(error)) from None
+    finally:
+        crm.close()
+    if verified.problem is not None:
+        raise fail(f"TAMPERED ({verified.problem.kind}): {verified.problem.message}")
+    report(verified, settings.store_description)
+    if proven is not None:
+        out.print(
+            f"matches the checkpoint {against} of {proven.created_at} "
+            f"({proven.events:,} events up to position {proven.position})"
+        )
+    if checkpoint is not None and signing_key is not None:
+        written = sign_checkpoint(verified, signing_key)
+        try:
+            with checkpoint.open("xb") as file:
+                file.write(written.to_json())
+        except OSError as error:
+            raise fail(f"cannot write {checkpoint}: {error}") from None
+        out.print(f"checkpoint of position {written.position} signed and written to {checkpoint}")
+
+
+def report(verified: Verified, store: str) -> None:
+    out.print(
+        f"OK: {verified.events:,} events up to position {verified.position} in {store} "
+        f"match the hash chain ({verified.events_per_second:,.0f} events/s); "
+        f"head {verified.head.hex()}"
+    )
+
+
+@app.command()
+def keygen(
+    path: Annotated[Path, typer.Argument(help="where to write the new private key (PEM)")],
+) -> None:
+    """Make an Ed25519 key for signing checkpoints; keep it away from the database."""
+    try:
+        key = generate_key(path)
+    except (VerifyError, OSError) as error:
+        raise fail(str(error)) from None
+    err.print(f"private key written to {path} (mode 600); set CRM_SIGNING_KEY_FILE={path}")
+    out.print(public_pem(key), end="")

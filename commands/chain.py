@@ -1,0 +1,166 @@
+"""The hash chain: every event is linked, at write time, to every event before it.
+
+Each stored event gets a row in the chain table (``<events table>_chain``), written in
+the same transaction as the event:
+
+- ``digest`` = SHA-256 of the event as stored: record id, version, topic and state
+  (:func:`digest_of`); it names the event whatever position it sits at;
+- ``previous``: the position of the event before it in the global order (positions
+  may have gaps on PostgreSQL, so the link says which one it follows);
+- ``link`` = SHA-256(previous link ‖ position ‖ previous ‖ digest) (:func:`link_of`),
+  starting from :data:`GENESIS`.
+
+The link at a position thus commits to the whole history up to it: changing a byte of
+any event, removing, inserting or reordering events changes every link from there on.
+The chain table is written by the store's own writers only, under the same lock that
+keeps positions in commit order (PostgreSQL: the events table's EXCLUSIVE lock;
+SQLite: its single writer), so links follow positions exactly. Checking the store
+against the chain is :mod:`replay.verify`; a signed checkpoint of a link
+(``crm verify --checkpoint``) makes rewriting the history *and* the chain detectable.
+
+Both recorders are selected by ``APPLICATION_RECORDER_TOPIC`` (``commands.app.store_env``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+#: The link before the first event.
+GENESIS = bytes(32)
+
+
+def digest_of(originator_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
+    """SHA-256 of one stored event, its fields length-prefixed so none can bleed into
+    the next."""
+    record = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+    return raw_digest(record.bytes, version, topic, state)
+
+
+#: What precedes the topic in an event's digest: its version (signed) and topic length.
+EVENT_HEAD = struct.Struct(">qI")
+#: What precedes the state: its length.
+STATE_SIZE = struct.Struct(">Q")
+#: What follows the previous link in a link: the position and the previous position.
+LINK_HEAD = struct.Struct(">QQ")
+
+
+def raw_digest(record_id: bytes, version: int, topic: str, state: bytes) -> bytes:
+    """:func:`digest_of`, the record id given as its 16 bytes."""
+    topic_bytes = topic.encode()
+    return hashlib.sha256(
+        record_id
+        + EVENT_HEAD.pack(version, len(topic_bytes))
+        + topic_bytes
+        + STATE_SIZE.pack(len(state))
+        + state
+    ).digest()
+
+
+def link_of(previous_link: bytes, position: int, previous: int, digest: bytes) -> bytes:
+    """The chain's link at ``position``: it commits to ``previous_link`` and so to all
+    the history before."""
+    return hashlib.sha256(previous_link + LINK_HEAD.pack(position, previous) + digest).digest()
+
+
+def chain_rows(
+    head: tuple[int, bytes] | None, positions: Sequence[int], events: Sequence[StoredEvent]
+) -> list[tuple[int, int, bytes, bytes]]:
+    """The chain rows (position, previous, digest, link) of ``events`` just inserted at
+    ``positions``, following the chain's ``head`` (position, link), None when empty."""
+    previous, link = head if head is not None else (0, GENESIS)
+    rows = []
+    for position, event in sorted(zip(positions, events, strict=True), key=lambda p: p[0]):
+        digest = digest_of(
+            event.originator_id, event.originator_version, event.topic, bytes(event.state)
+        )
+        link = link_of(link, position, previous, digest)
+        rows.append((position, previous, digest, link))
+        previous = position
+    return rows
+
+
+def chain_table_name(events_table_name: str) -> str:
+    return f"{events_table_name}_chain"
+
+
+class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """SQLite's recorder, writing the chain rows of every insert in its transaction."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+        self.chain_table_name = chain_table_name(self.events_table_name)
+        self.create_table_statements.append(
+            f"CREATE TABLE IF NOT EXISTS {self.chain_table_name} ("
+            "position INTEGER PRIMARY KEY, previous INTEGER NOT NULL, "
+            "digest BLOB NOT NULL, link BLOB NOT NULL)"
+        )
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        if not stored_events or positions is None:
+            return positions
+        # The insert above holds SQLite's write lock: nobody else extends the chain now.
+        c.execute(
+            f"SELECT position, link FROM {self.chain_table_name} ORDER BY position DESC LIMIT 1"
+        )
+        row = c.fetchone()
+        head = (int(row[0]), bytes(row[1])) if row is not None else None
+        c.executemany(
+            f"INSERT INTO {self.chain_table_name} (position, previous, digest, link) "
+            "VALUES (?, ?, ?, ?)",
+            chain_rows(head, positions, stored_events),
+        )
+        return positions
+
+
+class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """PostgreSQL's recorder, writing the chain rows of every insert in its transaction,
+    while it holds the events table's lock."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        if datastore.enable_db_functions:
+            raise ValueError("the hash chain needs POSTGRES_ENABLE_DB_FUNCTIONS off")
+        self.chain_table_name = chain_table_name(self.events_table_name)
+        table = Identifier(self.chain_table_name)
+        schema = Identifier(datastore.schema)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} (position bigint PRIMARY KEY, "
+                "previous bigint NOT NULL, digest bytea NOT NULL, link bytea NOT NULL)"
+            ).format(schema=schema, table=table)
+        )
+        self._select_chain_head = SQL(
+            "SELECT position, link FROM {schema}.{table} ORDER BY position DESC LIMIT 1"
+        ).format(schema=schema, table=table)
+        self._insert_chain = SQL(
+            "INSERT INTO {schema}.{table} (position, previous, digest, link) "
+            "VALUES (%s, %s, %s, %s)"
+        ).format(schema=schema, table=table)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if not stored_events or not positions:
+            return positions
+        # Still inside the transaction that locked the events table (EXCLUSIVE): every
+        # other writer waits, so the head read here is the chain's head.
+        curs.execute(self._select_chain_head, prepare=True)
+        row = curs.fetchone()
+        head = (int(row["position"]), bytes(row["link"])) if row is not None else None
+        curs.executemany(self._insert_chain, chain_rows(head, positions, stored_events))
+        return positions
