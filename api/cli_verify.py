@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from api.cli_common import app, err, fail, out, progress_bar
 from api.settings import Settings
-from api.wiring import build_crm
+from api.wiring import build_crm, crm_env
 from replay.verify import (
     Checkpoint,
     Verified,
@@ -45,6 +46,10 @@ def verify_store(
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="PEM public key for --against")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, max=64, help="processes walking ranges of a large store"),
+    ] = os.cpu_count() or 1,
 ) -> None:
     """Check every stored event against the hash chain: print OK, or the first event
     that was altered, removed, inserted or reordered, and exit 1."""
@@ -76,7 +81,13 @@ def verify_store(
                 progress.update(task, completed=done, total=total)
 
             try:
-                verified = verify(crm.recorder, checkpoint=proven, progress=advance)
+                verified = verify(
+                    crm.recorder,
+                    checkpoint=proven,
+                    progress=advance,
+                    env=crm_env(settings),
+                    workers=workers,
+                )
             except VerifyError as error:
                 raise fail(str(error)) from None
     finally:

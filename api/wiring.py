@@ -10,8 +10,12 @@ from projections.host import ReadModels
 def build_crm(settings: Settings) -> Crm:
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = store_env(settings.database_url, str(settings.sqlite_path), settings.pg_pool_size)
-    return Crm(env=env, group_commit=settings.group_commit)
+    return Crm(env=crm_env(settings), group_commit=settings.group_commit)
+
+
+def crm_env(settings: Settings) -> dict[str, str]:
+    """The store's settings for eventsourcing (also for opening it in other processes)."""
+    return store_env(settings.database_url, str(settings.sqlite_path), settings.pg_pool_size)
 
 
 def build_read_models(crm: Crm, settings: Settings, in_memory: bool = False) -> ReadModels:

@@ -25,10 +25,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import multiprocessing
 import struct
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
@@ -246,18 +250,119 @@ def verify(
     recorder: ApplicationRecorder,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> Verified:
-    """Walk the whole store against its chain (and ``checkpoint``, when given)."""
+    """Walk the whole store against its chain (and ``checkpoint``, when given).
+
+    With the store's ``env`` (``commands.app.store_env``) and ``workers`` > 1, a large
+    store is cut into that many ranges of positions walked side by side, each in a
+    process of its own (hashing is CPU work): the stored link before a range is where
+    its walk starts, and the walk of the range before proves that link.
+    """
     started = perf_counter()
-    with _reading(recorder) as (total, events, chain):
-        verified = _walk(events, chain, total, checkpoint, progress, recorder)
-    return Verified(
-        verified.events,
-        verified.position,
-        verified.head,
-        perf_counter() - started,
-        verified.problem,
-    )
+    with _Reading(recorder) as (whole, events, chain):
+        if env is None or workers <= 1 or whole.hi < PARALLEL_FROM:
+            verified = _walk(whole, events, chain, checkpoint, progress, recorder)
+            return replace(verified, seconds=perf_counter() - started)
+    verified = _walk_in_parallel(recorder, env, whole.hi, workers, checkpoint, progress)
+    return replace(verified, seconds=perf_counter() - started)
+
+
+#: Below this many positions a store is walked in one process.
+PARALLEL_FROM = 100_000
+
+#: Events walked so far by each worker process (set by :func:`_worker_init`).
+_walked: Any = None
+
+
+def _walk_in_parallel(
+    recorder: ApplicationRecorder,
+    env: Mapping[str, str],
+    hi: int,
+    workers: int,
+    checkpoint: Checkpoint | None,
+    progress: Progress | None,
+) -> Verified:
+    cuts = [1 + hi * k // workers for k in range(workers)] + [hi + 1]
+    ranges = list(itertools.pairwise(cuts))
+
+    def checkpoint_of(index: int) -> Checkpoint | None:
+        if checkpoint is None:
+            return None
+        lo, stop = ranges[index]
+        last_range = index == len(ranges) - 1
+        return (
+            checkpoint
+            if lo <= checkpoint.position < stop or (last_range and checkpoint.position >= stop)
+            else None
+        )
+
+    context = multiprocessing.get_context("spawn")
+    walked = context.Array("q", len(ranges))
+    total = hi
+    with ProcessPoolExecutor(
+        max_workers=len(ranges) - 1,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(walked,),
+    ) as pool:
+        others = [
+            pool.submit(_walk_range, dict(env), i, lo, stop - 1, checkpoint_of(i))
+            for i, (lo, stop) in enumerate(ranges)
+            if i > 0
+        ]
+
+        def mine(done: int, _: int) -> None:
+            walked[0] = done
+            if progress is not None:
+                progress(sum(walked[:]), total)
+
+        lo, stop = ranges[0]
+        with _Reading(recorder, lo, stop - 1) as (bounds, events, chain):
+            results = [_walk(bounds, events, chain, checkpoint_of(0), mine, recorder)]
+        walked[0] = results[0].events
+        while not all(f.done() for f in others):
+            if progress is not None:
+                progress(sum(walked[:]), total)
+            futures_wait(others, timeout=0.25)
+        try:
+            results += [f.result() for f in others]
+        except BrokenProcessPool as error:
+            raise VerifyError(f"a process walking the store died: {error}") from None
+    count = 0
+    for verified in results:
+        if verified.problem is not None:
+            return replace(verified, events=count + verified.events)
+        count += verified.events
+    if progress is not None:
+        progress(count, total)
+    return replace(results[-1], events=count)
+
+
+def _worker_init(walked: Any) -> None:
+    global _walked
+    _walked = walked
+
+
+def _walk_range(
+    env: dict[str, str], index: int, lo: int, hi: int, checkpoint: Checkpoint | None
+) -> Verified:
+    """One range, walked in a worker process on a store of its own opening."""
+    from commands.app import Crm  # the worker imports what the parent has
+
+    crm = Crm(env=env)
+    try:
+
+        def report(done: int, _: int) -> None:
+            _walked[index] = done
+
+        with _Reading(crm.recorder, lo, hi) as (bounds, events, chain):
+            verified = _walk(bounds, events, chain, checkpoint, report, crm.recorder)
+        _walked[index] = verified.events
+        return verified
+    finally:
+        crm.close()
 
 
 class _Walk:
@@ -366,14 +471,17 @@ class _Walk:
 
 
 def _walk(
+    bounds: _Range,
     events: Iterator[RawEvent],
     chain: Iterator[ChainRow],
-    total: int,
     checkpoint: Checkpoint | None,
     progress: Progress | None,
     recorder: ApplicationRecorder,
 ) -> Verified:
+    """Walk one range of positions (:class:`_Range`) from where the chain stands before it."""
+    total = bounds.hi - bounds.lo + 1
     walk = _Walk(checkpoint, recorder)
+    walk.link, walk.last = bounds.link, bounds.last
     # The fast path: as long as every event matches its link, with nothing but hashing
     # per event (:meth:`_Walk.step` says what went wrong, from the first mismatch).
     sha256 = hashlib.sha256
@@ -381,7 +489,7 @@ def _walk(
     event_head = EVENT_HEAD.pack
     state_size = STATE_SIZE.pack
     link_head = LINK_HEAD.pack
-    link, last, count = GENESIS, 0, 0
+    link, last, count = bounds.link, bounds.last, 0
     # Every event from the checkpoint's position on goes through step() until proven.
     checkpoint_at = checkpoint.position if checkpoint is not None else sys.maxsize
     next_report = PAGE
@@ -446,14 +554,28 @@ def _describe(event: RawEvent) -> str:
 # --- reading the store -------------------------------------------------------------
 
 
-class _Reading:
-    """The events and the chain of a store, each in position order, in one snapshot."""
+@dataclass(frozen=True)
+class _Range:
+    """Positions ``lo``..``hi`` of a store, and where the chain stands before them (the
+    last link recorded before ``lo``: the walk of the range before proves it)."""
 
-    def __init__(self, recorder: ApplicationRecorder) -> None:
+    lo: int
+    hi: int
+    last: int
+    link: bytes
+
+
+class _Reading:
+    """The events and the chain rows of one range of positions, each in position order,
+    in one read transaction."""
+
+    def __init__(self, recorder: ApplicationRecorder, lo: int = 1, hi: int | None = None) -> None:
         self.recorder = recorder
+        self.lo = lo
+        self.hi = hi
         self._close: Callable[[], object] = lambda: None
 
-    def __enter__(self) -> tuple[int, Iterator[RawEvent], Iterator[ChainRow]]:
+    def __enter__(self) -> tuple[_Range, Iterator[RawEvent], Iterator[ChainRow]]:
         recorder = self.recorder
         if isinstance(recorder, SQLiteApplicationRecorder):
             return self._sqlite(recorder)
@@ -466,7 +588,7 @@ class _Reading:
 
     def _sqlite(
         self, recorder: SQLiteApplicationRecorder
-    ) -> tuple[int, Iterator[RawEvent], Iterator[ChainRow]]:
+    ) -> tuple[_Range, Iterator[RawEvent], Iterator[ChainRow]]:
         events_table = recorder.events_table_name
         chain = chain_table_name(events_table)
         context = recorder.datastore.transaction(commit=False)
@@ -474,22 +596,39 @@ class _Reading:
         self._close = lambda: context.__exit__(None, None, None)
         raw = cursor.sqlite_cursor
         raw.row_factory = None
-        connection = raw.connection
-        second = connection.cursor()
+        second = raw.connection.cursor()
         second.row_factory = None
-        raw.execute(f"SELECT count(*) FROM {events_table}")
-        total = int(raw.fetchone()[0])
+        _require_chain_sqlite(second, chain)
+        hi = self.hi
+        if hi is None:
+            raw.execute(
+                f"SELECT max((SELECT max(rowid) FROM {events_table}), "
+                f"(SELECT max(position) FROM {chain}))"
+            )
+            hi = int(raw.fetchone()[0] or 0)
+        raw.execute(
+            f"SELECT position, link FROM {chain} WHERE position < ? ORDER BY position DESC LIMIT 1",
+            [self.lo],
+        )
+        before = raw.fetchone()
+        bounds = _Range(
+            self.lo, hi, *((int(before[0]), bytes(before[1])) if before else (0, GENESIS))
+        )
         raw.execute(
             "SELECT rowid, originator_id, originator_version, topic, state "
-            f"FROM {events_table} ORDER BY rowid"
+            f"FROM {events_table} WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+            [self.lo, hi],
         )
-        _require_chain_sqlite(second, chain)
-        second.execute(f"SELECT position, previous, digest, link FROM {chain} ORDER BY position")
-        return total, _flat(raw.fetchmany), _flat(second.fetchmany)
+        second.execute(
+            f"SELECT position, previous, digest, link FROM {chain} "
+            "WHERE position BETWEEN ? AND ? ORDER BY position",
+            [self.lo, hi],
+        )
+        return bounds, _flat(raw.fetchmany), _flat(second.fetchmany)
 
     def _postgres(
         self, recorder: PostgresApplicationRecorder
-    ) -> tuple[int, Iterator[RawEvent], Iterator[ChainRow]]:
+    ) -> tuple[_Range, Iterator[RawEvent], Iterator[ChainRow]]:
         datastore = recorder.datastore
         schema = Identifier(datastore.schema)
         events_table = Identifier(recorder.events_table_name)
@@ -513,24 +652,45 @@ class _Reading:
         ).fetchone()
         if exists is None or exists["chain"] is None:
             raise VerifyError("this store has no hash chain table: it was never written by crm")
-        counted = conn.execute(
-            SQL("SELECT count(*) AS n FROM {}.{}").format(schema, events_table)
+        hi = self.hi
+        if hi is None:
+            found = conn.execute(
+                SQL(
+                    "SELECT greatest((SELECT max(notification_id) FROM {}.{}), "
+                    "(SELECT max(position) FROM {}.{})) AS hi"
+                ).format(schema, events_table, schema, chain)
+            ).fetchone()
+            hi = int(found["hi"] or 0) if found is not None else 0
+        before = conn.execute(
+            SQL(
+                "SELECT position, link FROM {}.{} WHERE position < %s "
+                "ORDER BY position DESC LIMIT 1"
+            ).format(schema, chain),
+            [self.lo],
         ).fetchone()
-        total = int(counted["n"]) if counted is not None else 0
+        bounds = _Range(
+            self.lo,
+            hi,
+            *((int(before["position"]), bytes(before["link"])) if before else (0, GENESIS)),
+        )
         event_cursor = conn.cursor(name="crm_verify_events", row_factory=tuple_row)
         event_cursor.execute(
             SQL(
                 "SELECT notification_id, replace(originator_id::text, '-', ''), "
-                "originator_version, topic, state FROM {}.{} ORDER BY notification_id"
-            ).format(schema, events_table)
+                "originator_version, topic, state FROM {}.{} "
+                "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id"
+            ).format(schema, events_table),
+            [self.lo, hi],
         )
         chain_cursor = conn.cursor(name="crm_verify_chain", row_factory=tuple_row)
         chain_cursor.execute(
-            SQL("SELECT position, previous, digest, link FROM {}.{} ORDER BY position").format(
-                schema, chain
-            )
+            SQL(
+                "SELECT position, previous, digest, link FROM {}.{} "
+                "WHERE position BETWEEN %s AND %s ORDER BY position"
+            ).format(schema, chain),
+            [self.lo, hi],
         )
-        return total, _flat(event_cursor.fetchmany), _flat(chain_cursor.fetchmany)
+        return bounds, _flat(event_cursor.fetchmany), _flat(chain_cursor.fetchmany)
 
 
 def _id_bytes(value: object) -> bytes:
@@ -548,10 +708,6 @@ def _as_bytes(value: object) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     return str(value).encode()  # SQLite lets an edit turn a BLOB into TEXT
-
-
-def _reading(recorder: ApplicationRecorder) -> _Reading:
-    return _Reading(recorder)
 
 
 def _flat(fetchmany: Callable[[int], list[Any]]) -> Iterator[Any]:

@@ -381,3 +381,43 @@ def test_crm_verify_on_the_command_line(tmp_path: Path) -> None:
     lines = [line for line in tampered.stderr.splitlines() if line.startswith("error:")]
     assert lines == [lines[0]]
     assert "TAMPERED (altered): position 2:" in lines[0]
+
+
+# --- walking ranges in parallel ------------------------------------------------------
+
+
+@pytest.fixture
+def in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any store, however small, is walked in two processes."""
+    monkeypatch.setattr("replay.verify.PARALLEL_FROM", 1)
+
+
+@pytest.mark.usefixtures("in_parallel")
+def test_two_workers_find_what_one_finds(
+    store: Store, crm: Crm, owner: Person, database: Database, key_file: Path, tmp_path: Path
+) -> None:
+    head = history(crm, owner)
+    alone = check(crm)
+    together = verify(crm.recorder, env=store.env, workers=2)
+    assert together.ok, together.problem
+    assert (together.events, together.position, together.head) == (
+        alone.events,
+        alone.position,
+        alone.head,
+    )
+    path = checkpoint_of(crm, key_file, tmp_path)
+    proven = read_checkpoint(path, load_public_key(key_file))
+    assert verify(crm.recorder, checkpoint=proven, env=store.env, workers=2).ok
+
+    late = database.position_of(b"Account 3")
+    assert late > head // 2  # in the second worker's range
+    database.set_state(late, database.state(late).replace(b"Account 3", b"Account 9"))
+    problem = verify(crm.recorder, env=store.env, workers=2).problem
+    assert problem is not None
+    assert (problem.kind, problem.position) == ("altered", late)
+
+    database.delete_events("> ?", late - 1)
+    database.delete_links("> ?", late - 1)
+    problem = verify(crm.recorder, checkpoint=proven, env=store.env, workers=2).problem
+    assert problem is not None
+    assert problem.kind == "truncated"
