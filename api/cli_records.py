@@ -175,9 +175,14 @@ def print_json_array(items: Iterator[dict[str, Any]]) -> None:
 
 def print_history_table(title: str, entries: Iterator[HistoryEntryPublic]) -> None:
     """One row per event; times to the second in UTC (``--json`` has them in full)."""
-    names = ["version", "recorded (UTC)", "action", "by", "changes"]
     # Folded, never cut short with an ellipsis: an auditor reads every character.
-    table = Table(*(Column(name, overflow="fold") for name in names), title=title)
+    table = Table(
+        Column("version", no_wrap=True),
+        Column("recorded (UTC)", overflow="fold"),
+        Column("action", no_wrap=True),
+        *(Column(name, overflow="fold") for name in ("by", "changes")),
+        title=title,
+    )
     for entry in entries:
         when = utc(entry.recorded_at)
         if entry.occurred_at is not None:
