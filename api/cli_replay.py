@@ -6,4 +6,5 @@ Each group of commands lives in a module of its own and registers on the shared 
 
 from __future__ import annotations
 
-from api import cli_verify  # noqa: F401
+# Each import registers its commands.
+from api import cli_records, cli_verify  # noqa: F401

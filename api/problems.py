@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,7 @@ from commands.errors import (
     UnknownReferenceError,
 )
 from domain.errors import InvalidValueError, NotPermittedError, StateConflictError
+from replay.records import RecordNotFoundError
 
 log = logging.getLogger("crm.api")
 
@@ -66,10 +68,14 @@ def problem(
 ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (UnknownReferenceError, 422, "unknown-reference"),
     (NotFoundError, 404, "not-found"),
+    (RecordNotFoundError, 404, "not-found"),
     (UnauthenticatedError, 401, "unauthenticated"),
     (ConflictError, 409, "conflict"),
     (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
     (StoreUnavailableError, 503, "store-unavailable"),
+    # The store's own errors, where a read goes to it directly (replay)
+    (OperationalError, 503, "store-unavailable"),
+    (InterfaceError, 503, "store-unavailable"),
     (ReadModelUnavailableError, 503, "read-model-unavailable"),
     (InvalidValueError, 422, "invalid-value"),
     (StateConflictError, 409, "rule-violation"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,7 @@ from domain.pipeline import Pipeline
 from domain.roles import Role
 from domain.task import RecordKind, Task
 from domain.user import User
+from replay.records import HistoryPage
 
 
 class RecordPublic(BaseModel):
@@ -204,4 +206,61 @@ class UserPublic(RecordPublic):
             roles=u.roles,
             active=u.active,
             token_ids=list(u.tokens),
+        )
+
+
+#: Every kind of record by its name in paths and on the command line.
+RECORD_KINDS: dict[str, type[Aggregate]] = {
+    "account": Account,
+    "contact": Contact,
+    "pipeline": Pipeline,
+    "deal": Deal,
+    "interaction": Interaction,
+    "task": Task,
+    "user": User,
+}
+
+#: How each kind of record is shown to clients.
+PUBLIC: dict[type[Aggregate], Callable[[Any], RecordPublic]] = {
+    Account: AccountPublic.of,
+    Contact: ContactPublic.of,
+    Pipeline: PipelinePublic.of,
+    Deal: DealPublic.of,
+    Interaction: InteractionPublic.of,
+    Task: TaskPublic.of,
+    User: UserPublic.of,
+}
+
+
+def public(record: Aggregate) -> RecordPublic:
+    return PUBLIC[type(record)](record)
+
+
+def public_json(record: Aggregate) -> dict[str, Any]:
+    """The record as clients read it, as JSON values: what its history compares."""
+    return public(record).model_dump(mode="json")
+
+
+class HistoryEntryPublic(BaseModel):
+    version: int
+    action: str
+    recorded_at: datetime
+    occurred_at: datetime | None
+    actor: str | None
+    request_id: str | None
+    source: str | None
+    changes: dict[str, dict[str, Any]]
+
+
+class HistoryPagePublic(BaseModel):
+    items: list[HistoryEntryPublic]
+    #: ``after_version`` of the next page; None on the last one.
+    next: str | None
+
+    @classmethod
+    def of(cls, page: HistoryPage) -> HistoryPagePublic:
+        after = page.next_after_version
+        return cls(
+            items=[HistoryEntryPublic(**vars(entry)) for entry in page.entries],
+            next=None if after is None else str(after),
         )

@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import NO_FIELDS, read, run
-from api.schemas import AccountPublic
+from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import AccountPublic, HistoryPagePublic
 from commands.accounts import (
     AccountChanges,
     ArchiveAccount,
@@ -32,8 +32,19 @@ def register_account(
 
 
 @router.get("/{account_id}")
-def get_account(account_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> AccountPublic:
-    return AccountPublic.of(read(crm, Account, account_id, response))
+def get_account(
+    account_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+) -> AccountPublic:
+    """The account now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return AccountPublic.of(read(crm, Account, account_id, response, at))
+
+
+@router.get("/{account_id}/history")
+def account_history(
+    account_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the account, oldest first: who, when, and each field before/after."""
+    return read_history(crm, Account, account_id, query)
 
 
 @router.patch("/{account_id}")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from fastapi import Body, Depends, Response
+from fastapi import Body, Depends, Query, Response
 
+from api.schemas import HistoryPagePublic, public_json
 from commands.app import Crm
-from commands.context import Context, Payload, Receipt
+from commands.context import Context, Payload, Receipt, UtcDatetime
 from commands.handlers import execute
+from domain.errors import InvalidValueError
+from replay.records import MAX_HISTORY_PAGE, history, record_as_of
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -29,10 +34,67 @@ def run(
     return receipt
 
 
-def read(crm: Crm, cls: type[A], record_id: UUID, response: Response) -> A:
-    aggregate = crm.load(cls, record_id)
+@dataclass(frozen=True)
+class PointInTime:
+    """A record as it stood at a moment (as recorded by then) or at a version; neither: now."""
+
+    moment: datetime | None = None
+    version: int | None = None
+
+
+def point_in_time(
+    as_of: Annotated[
+        UtcDatetime | None,
+        Query(description="the record as recorded by this moment (with a time zone)"),
+    ] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=2**62, description="the record at this version")
+    ] = None,
+) -> PointInTime:
+    if as_of is not None and version is not None:
+        raise InvalidValueError("give as_of or version, not both")
+    return PointInTime(as_of, version)
+
+
+PointInTimeDep = Annotated[PointInTime, Depends(point_in_time)]
+
+
+def read(
+    crm: Crm, cls: type[A], record_id: UUID, response: Response, at: PointInTime | None = None
+) -> A:
+    """The record now, or at ``at``; ETag is the version returned."""
+    at = at or PointInTime()
+    aggregate = record_as_of(crm, cls, record_id, moment=at.moment, version=at.version)
     response.headers["ETag"] = f'"{aggregate.version}"'
     return aggregate
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    after_version: int
+    limit: int
+
+
+def history_query(
+    after_version: Annotated[
+        int, Query(ge=0, le=2**62, description="cursor: `next` of the last page")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE)] = 100,
+) -> HistoryQuery:
+    return HistoryQuery(after_version, limit)
+
+
+HistoryQueryDep = Annotated[HistoryQuery, Depends(history_query)]
+
+
+def read_history(
+    crm: Crm, cls: type[Aggregate], record_id: UUID, query: HistoryQuery
+) -> HistoryPagePublic:
+    """A page of the record's events, oldest first, with field-level before/after."""
+    page = history(
+        crm, cls, record_id, public_json, after_version=query.after_version, limit=query.limit
+    )
+    return HistoryPagePublic.of(page)
 
 
 class NoFields(Payload):

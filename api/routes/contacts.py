@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import NO_FIELDS, read, run
-from api.schemas import ContactPublic
+from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import ContactPublic, HistoryPagePublic
 from commands.contacts import (
     AccountLink,
     ChangeLifecycleStage,
@@ -35,8 +35,19 @@ def create_contact(
 
 
 @router.get("/{contact_id}")
-def get_contact(contact_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> ContactPublic:
-    return ContactPublic.of(read(crm, Contact, contact_id, response))
+def get_contact(
+    contact_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+) -> ContactPublic:
+    """The contact now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return ContactPublic.of(read(crm, Contact, contact_id, response, at))
+
+
+@router.get("/{contact_id}/history")
+def contact_history(
+    contact_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the contact, oldest first: who, when, and each field before/after."""
+    return read_history(crm, Contact, contact_id, query)
 
 
 @router.patch("/{contact_id}")

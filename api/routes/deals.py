@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
-from api.schemas import DealPublic
+from api.routes.common import HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import DealPublic, HistoryPagePublic
 from commands.context import Receipt
 from commands.deals import (
     DealChanges,
@@ -33,8 +33,19 @@ def open_deal(body: OpenDeal, crm: CrmDep, ctx: ContextDep, response: Response) 
 
 
 @router.get("/{deal_id}")
-def get_deal(deal_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> DealPublic:
-    return DealPublic.of(read(crm, Deal, deal_id, response))
+def get_deal(
+    deal_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+) -> DealPublic:
+    """The deal now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return DealPublic.of(read(crm, Deal, deal_id, response, at))
+
+
+@router.get("/{deal_id}/history")
+def deal_history(
+    deal_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the deal, oldest first: who, when, and each field before/after."""
+    return read_history(crm, Deal, deal_id, query)
 
 
 @router.patch("/{deal_id}")

@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
-from api.schemas import InteractionPublic
+from api.routes.common import HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import HistoryPagePublic, InteractionPublic
 from commands.context import Receipt
 from commands.interactions import (
     CorrectInteraction,
@@ -52,9 +52,18 @@ def log_sms(body: LogSms, crm: CrmDep, ctx: ContextDep, response: Response) -> R
 
 @router.get("/{interaction_id}")
 def get_interaction(
-    interaction_id: UUID, crm: CrmDep, _: UserDep, response: Response
+    interaction_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
 ) -> InteractionPublic:
-    return InteractionPublic.of(read(crm, Interaction, interaction_id, response))
+    """The interaction now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return InteractionPublic.of(read(crm, Interaction, interaction_id, response, at))
+
+
+@router.get("/{interaction_id}/history")
+def interaction_history(
+    interaction_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the interaction, oldest first: who, when, and each field before/after."""
+    return read_history(crm, Interaction, interaction_id, query)
 
 
 @router.post("/{interaction_id}/corrections")

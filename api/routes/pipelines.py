@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import read, run
-from api.schemas import PipelinePublic
+from api.routes.common import HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import HistoryPagePublic, PipelinePublic
 from commands.context import Receipt
 from commands.pipelines import (
     AddStage,
@@ -32,8 +32,19 @@ def create_pipeline(
 
 
 @router.get("/{pipeline_id}")
-def get_pipeline(pipeline_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> PipelinePublic:
-    return PipelinePublic.of(read(crm, Pipeline, pipeline_id, response))
+def get_pipeline(
+    pipeline_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+) -> PipelinePublic:
+    """The pipeline now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return PipelinePublic.of(read(crm, Pipeline, pipeline_id, response, at))
+
+
+@router.get("/{pipeline_id}/history")
+def pipeline_history(
+    pipeline_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the pipeline, oldest first: who, when, and each field before/after."""
+    return read_history(crm, Pipeline, pipeline_id, query)
 
 
 @router.patch("/{pipeline_id}")

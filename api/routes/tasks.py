@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import NO_FIELDS, read, run
-from api.schemas import TaskPublic
+from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import HistoryPagePublic, TaskPublic
 from commands.context import Receipt
 from commands.tasks import (
     Assignment,
@@ -28,8 +28,19 @@ def create_task(body: CreateTask, crm: CrmDep, ctx: ContextDep, response: Respon
 
 
 @router.get("/{task_id}")
-def get_task(task_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> TaskPublic:
-    return TaskPublic.of(read(crm, Task, task_id, response))
+def get_task(
+    task_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+) -> TaskPublic:
+    """The task now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return TaskPublic.of(read(crm, Task, task_id, response, at))
+
+
+@router.get("/{task_id}/history")
+def task_history(
+    task_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the task, oldest first: who, when, and each field before/after."""
+    return read_history(crm, Task, task_id, query)
 
 
 @router.patch("/{task_id}")

@@ -5,8 +5,8 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import NO_FIELDS, read, run
-from api.schemas import UserPublic
+from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.schemas import HistoryPagePublic, UserPublic
 from commands.context import Receipt
 from commands.users import (
     DeactivateUser,
@@ -38,8 +38,19 @@ def who_am_i(user: UserDep, response: Response) -> UserPublic:
 
 
 @router.get("/{user_id}")
-def get_user(user_id: UUID, crm: CrmDep, _: UserDep, response: Response) -> UserPublic:
-    return UserPublic.of(read(crm, User, user_id, response))
+def get_user(
+    user_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+) -> UserPublic:
+    """The user now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
+    return UserPublic.of(read(crm, User, user_id, response, at))
+
+
+@router.get("/{user_id}/history")
+def user_history(
+    user_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+) -> HistoryPagePublic:
+    """Every event of the user, oldest first: who, when, and each field before/after."""
+    return read_history(crm, User, user_id, query)
 
 
 @router.post("/{user_id}/roles")
