@@ -13,6 +13,7 @@ from api.settings import Settings
 from api.wiring import build_crm, crm_env
 from replay.verify import (
     Checkpoint,
+    StoreAddress,
     Verified,
     VerifyError,
     generate_key,
@@ -85,7 +86,7 @@ def verify_store(
                     crm.recorder,
                     checkpoint=proven,
                     progress=advance,
-                    env=crm_env(settings),
+                    store=StoreAddress(crm.name, crm_env(settings)),
                     workers=workers,
                 )
             except VerifyError as error:

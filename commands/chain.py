@@ -23,11 +23,8 @@ Both recorders are selected by ``APPLICATION_RECORDER_TOPIC`` (``commands.app.st
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -36,41 +33,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-#: The link before the first event.
-GENESIS = bytes(32)
-
-
-def digest_of(originator_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
-    """SHA-256 of one stored event, its fields length-prefixed so none can bleed into
-    the next."""
-    record = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-    return raw_digest(record.bytes, version, topic, state)
-
-
-#: What precedes the topic in an event's digest: its version (signed) and topic length.
-EVENT_HEAD = struct.Struct(">qI")
-#: What precedes the state: its length.
-STATE_SIZE = struct.Struct(">Q")
-#: What follows the previous link in a link: the position and the previous position.
-LINK_HEAD = struct.Struct(">QQ")
-
-
-def raw_digest(record_id: bytes, version: int, topic: str, state: bytes) -> bytes:
-    """:func:`digest_of`, the record id given as its 16 bytes."""
-    topic_bytes = topic.encode()
-    return hashlib.sha256(
-        record_id
-        + EVENT_HEAD.pack(version, len(topic_bytes))
-        + topic_bytes
-        + STATE_SIZE.pack(len(state))
-        + state
-    ).digest()
-
-
-def link_of(previous_link: bytes, position: int, previous: int, digest: bytes) -> bytes:
-    """The chain's link at ``position``: it commits to ``previous_link`` and so to all
-    the history before."""
-    return hashlib.sha256(previous_link + LINK_HEAD.pack(position, previous) + digest).digest()
+from domain.integrity import GENESIS, chain_table_name, digest_of, link_of
 
 
 def chain_rows(
@@ -88,10 +51,6 @@ def chain_rows(
         rows.append((position, previous, digest, link))
         previous = position
     return rows
-
-
-def chain_table_name(events_table_name: str) -> str:
-    return f"{events_table_name}_chain"
 
 
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -45,13 +45,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, TrackingRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import Environment
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from commands.chain import (
+from domain.integrity import (
     EVENT_HEAD,
     GENESIS,
     LINK_HEAD,
@@ -250,23 +251,31 @@ def verify(
     recorder: ApplicationRecorder,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
-    env: Mapping[str, str] | None = None,
+    store: StoreAddress | None = None,
     workers: int = 1,
 ) -> Verified:
     """Walk the whole store against its chain (and ``checkpoint``, when given).
 
-    With the store's ``env`` (``commands.app.store_env``) and ``workers`` > 1, a large
-    store is cut into that many ranges of positions walked side by side, each in a
-    process of its own (hashing is CPU work): the stored link before a range is where
-    its walk starts, and the walk of the range before proves that link.
+    Given where the store is (``store``) and ``workers`` > 1, a large store is cut into
+    that many ranges of positions walked side by side, each in a process of its own
+    (hashing is CPU work): the stored link before a range is where its walk starts, and
+    the walk of the range before proves that link.
     """
     started = perf_counter()
     with _Reading(recorder) as (whole, events, chain):
-        if env is None or workers <= 1 or whole.hi < PARALLEL_FROM:
+        if store is None or workers <= 1 or whole.hi < PARALLEL_FROM:
             verified = _walk(whole, events, chain, checkpoint, progress, recorder)
             return replace(verified, seconds=perf_counter() - started)
-    verified = _walk_in_parallel(recorder, env, whole.hi, workers, checkpoint, progress)
+    verified = _walk_in_parallel(recorder, store, whole.hi, workers, checkpoint, progress)
     return replace(verified, seconds=perf_counter() - started)
+
+
+class StoreAddress(NamedTuple):
+    """How another process opens the same store: eventsourcing's environment (e.g.
+    ``commands.app.store_env``) of the application named ``name``."""
+
+    name: str
+    env: Mapping[str, str]
 
 
 #: Below this many positions a store is walked in one process.
@@ -278,7 +287,7 @@ _walked: Any = None
 
 def _walk_in_parallel(
     recorder: ApplicationRecorder,
-    env: Mapping[str, str],
+    store: StoreAddress,
     hi: int,
     workers: int,
     checkpoint: Checkpoint | None,
@@ -308,7 +317,7 @@ def _walk_in_parallel(
         initargs=(walked,),
     ) as pool:
         others = [
-            pool.submit(_walk_range, dict(env), i, lo, stop - 1, checkpoint_of(i))
+            pool.submit(_walk_range, store.name, dict(store.env), i, lo, stop - 1, checkpoint_of(i))
             for i, (lo, stop) in enumerate(ranges)
             if i > 0
         ]
@@ -346,23 +355,27 @@ def _worker_init(walked: Any) -> None:
 
 
 def _walk_range(
-    env: dict[str, str], index: int, lo: int, hi: int, checkpoint: Checkpoint | None
+    name: str,
+    env: dict[str, str],
+    index: int,
+    lo: int,
+    hi: int,
+    checkpoint: Checkpoint | None,
 ) -> Verified:
     """One range, walked in a worker process on a store of its own opening."""
-    from commands.app import Crm  # the worker imports what the parent has
-
-    crm = Crm(env=env)
+    factory = InfrastructureFactory[TrackingRecorder].construct(Environment(name, env))
     try:
+        recorder = factory.application_recorder()
 
         def report(done: int, _: int) -> None:
             _walked[index] = done
 
-        with _Reading(crm.recorder, lo, hi) as (bounds, events, chain):
-            verified = _walk(bounds, events, chain, checkpoint, report, crm.recorder)
+        with _Reading(recorder, lo, hi) as (bounds, events, chain):
+            verified = _walk(bounds, events, chain, checkpoint, report, recorder)
         _walked[index] = verified.events
         return verified
     finally:
-        crm.close()
+        factory.close()
 
 
 class _Walk:

@@ -23,10 +23,11 @@ from commands.chain import (
     ChainedPostgresApplicationRecorder,
     ChainedSQLiteApplicationRecorder,
     chain_rows,
-    chain_table_name,
 )
 from commands.handlers import execute
+from domain.integrity import chain_table_name
 from replay.verify import (
+    StoreAddress,
     Verified,
     VerifyError,
     generate_key,
@@ -397,8 +398,9 @@ def test_two_workers_find_what_one_finds(
     store: Store, crm: Crm, owner: Person, database: Database, key_file: Path, tmp_path: Path
 ) -> None:
     head = history(crm, owner)
+    address = StoreAddress(crm.name, store.env)
     alone = check(crm)
-    together = verify(crm.recorder, env=store.env, workers=2)
+    together = verify(crm.recorder, store=address, workers=2)
     assert together.ok, together.problem
     assert (together.events, together.position, together.head) == (
         alone.events,
@@ -407,17 +409,17 @@ def test_two_workers_find_what_one_finds(
     )
     path = checkpoint_of(crm, key_file, tmp_path)
     proven = read_checkpoint(path, load_public_key(key_file))
-    assert verify(crm.recorder, checkpoint=proven, env=store.env, workers=2).ok
+    assert verify(crm.recorder, checkpoint=proven, store=address, workers=2).ok
 
     late = database.position_of(b"Account 3")
     assert late > head // 2  # in the second worker's range
     database.set_state(late, database.state(late).replace(b"Account 3", b"Account 9"))
-    problem = verify(crm.recorder, env=store.env, workers=2).problem
+    problem = verify(crm.recorder, store=address, workers=2).problem
     assert problem is not None
     assert (problem.kind, problem.position) == ("altered", late)
 
     database.delete_events("> ?", late - 1)
     database.delete_links("> ?", late - 1)
-    problem = verify(crm.recorder, checkpoint=proven, env=store.env, workers=2).problem
+    problem = verify(crm.recorder, checkpoint=proven, store=address, workers=2).problem
     assert problem is not None
     assert problem.kind == "truncated"
