@@ -12,6 +12,7 @@ from api import problems
 from api.deps import CrmDep
 from api.middleware import BodyGuard, CatchUnexpected
 from api.routes import (
+    access,
     accounts,
     analytics,
     audit,
@@ -101,6 +102,7 @@ def create_app(
         (directory.router, "/directory"),
         (analytics.router, "/reports"),
         (projections.router, "/projections"),
+        (access.router, "/access"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])
 
