@@ -5,3 +5,5 @@ Each group of commands lives in a module of its own and registers on the shared 
 """
 
 from __future__ import annotations
+
+from api import cli_asof  # noqa: F401
