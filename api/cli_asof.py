@@ -91,7 +91,7 @@ def as_of(
         else:
             upto = last if position is None else min(position, last)
             stands_at = (recorded_at(crm.recorder, upto) if position is not None else None) or now
-        with progress_bar("reading events") as progress:
+        with progress_bar("reading events", transient=True) as progress:
             task = progress.add_task("reading events", total=upto)
 
             def read(done: int, total: int) -> None:
@@ -104,14 +104,14 @@ def as_of(
     finally:
         crm.close()
     try:
-        err.print(
-            f"as of position {built.position} (of {last}), standing at "
-            f"{stands_at.isoformat()}: {built.events:,} events in {built.seconds:.1f} s",
-            highlight=False,
-        )
         yield built, stands_at
     finally:
         built.close()
+    err.print(
+        f"as of position {built.position} (of {last}), standing at "
+        f"{stands_at.isoformat()}: {built.events:,} events in {built.seconds:.1f} s",
+        highlight=False,
+    )
 
 
 def _names(rows: list[dict[str, Any]]) -> list[str]:
@@ -136,8 +136,8 @@ def replay_board(
             view = board_model.board(con, pipeline_id, stands_at, per_stage=limit)
         finally:
             con.close()
-    if view is None:
-        raise fail(f"no pipeline {pipeline_id} as of position {built.position}")
+        if view is None:
+            raise fail(f"no pipeline {pipeline_id} as of position {built.position}")
     columns = ["stage", "deal_id", "title", "amount", "currency", "probability"]
     columns += ["weighted_amount", "days_in_stage", "stage_entered_at", "owner_id"]
     rows = [
@@ -170,8 +170,8 @@ def replay_funnel(
             report = analytics.funnel(con, pipeline_id)
         finally:
             con.close()
-    if report is None:
-        raise fail(f"no pipeline {pipeline_id} as of position {built.position}")
+        if report is None:
+            raise fail(f"no pipeline {pipeline_id} as of position {built.position}")
     stages: list[dict[str, Any]] = report["stages"]
     print_rows(_names(stages), [tuple(stage.values()) for stage in stages], output)
     err.print(

@@ -8,14 +8,17 @@ happened instead.)
 
 A moment becomes a position with :func:`position_as_of`: a binary search over the
 notification ids that decodes one stored event per probe (about 20 probes for a million
-events). Positions are assigned in commit order and each event's ``timestamp`` is taken
-just before, when the command decides, so across commands the timestamps are
-non-decreasing in practice — the search relies on it. Within one command they are not
-ordered (its events are stored aggregate by aggregate, microseconds apart), so the search
-never cuts a command in two: a command whose events straddle the moment is left out whole,
-as it was not fully recorded by then. Concurrent writers can commit a command decided a
-moment earlier after one decided later; the search then returns a cut where the event
-before was recorded by the moment and the one after was not.
+events; ids may have gaps). It relies on the order of the timestamps: positions are
+assigned in commit order, and each event's ``timestamp`` is taken just before, when its
+command decides, so from one command to the next they are non-decreasing in practice.
+Within one command they are not: its events are stored aggregate by aggregate,
+microseconds apart, out of order; and concurrent writers may commit a command decided
+a moment earlier just after one decided later. So the search settles its cut by reading
+the events around it (a window widened as needed) for the first one recorded after the
+moment: the prefix ends just before it — exact as long as timestamps are out of order
+only locally (within a command, or among commands committed together). A moment that
+falls within the microseconds in which one command's events were stamped can end the
+prefix inside that command: the store keeps no transaction boundary to cut at instead.
 
 A position becomes read models with :func:`read_models_as_of`: the events up to it are
 read once (:func:`projections.bulk.stage`) and each read model is derived from them in
@@ -32,28 +35,25 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 import orjson
 from eventsourcing.persistence import ApplicationRecorder
 
 from projections.bulk import Progress, build, stage
-from projections.events import META_KEY, StoredNotification
+from projections.events import StoredNotification
 from projections.projector import Projector
 from projections.registry import PROJECTORS
 from projections.store import ReadStore
 
-#: How many events around a cut are read to find the command it falls in (doubled as needed).
-COMMAND_WINDOW = 32
+#: How many events on either side of a cut are read to settle it (doubled as needed).
+SETTLE_WINDOW = 32
 
 
 @dataclass(frozen=True)
 class _Probe:
     position: int
     recorded_at: datetime
-    #: The event's metadata: the events of one command share it.
-    meta: Any
 
 
 def _probe(notification: StoredNotification) -> _Probe:
@@ -61,7 +61,6 @@ def _probe(notification: StoredNotification) -> _Probe:
     return _Probe(
         notification.id,
         datetime.fromisoformat(state["timestamp"]["_data_"]),
-        state.get(META_KEY),
     )
 
 
@@ -78,7 +77,7 @@ def head(recorder: ApplicationRecorder) -> int:
 def position_as_of(recorder: ApplicationRecorder, at: datetime) -> int:
     """The end of the longest prefix of the global order whose events were all recorded
     at or before ``at`` (an aware datetime): 0 before the first event, the head after the
-    last. A command is never cut in two (see the module's docstring)."""
+    last (see the module's docstring for the order of timestamps it relies on)."""
     if at.tzinfo is None:
         raise ValueError("as of: a moment with a time zone")
     last = head(recorder)
@@ -90,42 +89,31 @@ def position_as_of(recorder: ApplicationRecorder, at: datetime) -> int:
             low = probe.position
         else:
             high = middle
-    return _whole_commands(recorder, low, at)
+    return _settle(recorder, low, at)
 
 
-def _whole_commands(recorder: ApplicationRecorder, cut: int, at: datetime) -> int:
-    """Move ``cut`` to the end of its command if every event of it was recorded by
-    ``at``, else to just before the command."""
-    if cut == 0:
-        return 0
-    window = COMMAND_WINDOW
+def _settle(recorder: ApplicationRecorder, cut: int, at: datetime) -> int:
+    """The search assumed timestamps in order; within a command they are not. Around the
+    cut, find the first event recorded after ``at``: the prefix ends just before it."""
+    window = SETTLE_WINDOW
+    last = head(recorder)
     while True:
-        start = max(1, cut - window)
-        page = recorder.select_notifications(start, 2 * window + 1, stop=cut + window)
-        events = [_probe(n) for n in page]
-        index = next(i for i, event in enumerate(events) if event.position == cut)
-        meta = events[index].meta
-        first = index
-        while first > 0 and events[first - 1].meta == meta:
-            first -= 1
-        last = index
-        while last + 1 < len(events) and events[last + 1].meta == meta:
-            last += 1
-        reaches_edge = (first == 0 and start > 1) or (
-            last == len(events) - 1 and len(events) == 2 * window + 1
-        )
-        if meta is None or not reaches_edge:
-            break
-        window *= 2
-    command = events[first : last + 1] if meta is not None else events[index : index + 1]
-    if all(event.recorded_at <= at for event in command):
-        return command[-1].position
-    return command[0].position - 1
+        start = max(1, cut - window + 1)
+        page = [
+            _probe(n) for n in recorder.select_notifications(start, 2 * window, stop=cut + window)
+        ]
+        later = next((i for i, event in enumerate(page) if event.recorded_at > at), None)
+        if (later == 0 and start > 1) or (later is None and cut + window < last):
+            window *= 2  # the disorder reaches past the window: look wider
+            continue
+        if later is None:
+            return page[-1].position if page else 0
+        return page[later - 1].position if later > 0 else 0
 
 
 def recorded_at(recorder: ApplicationRecorder, position: int) -> datetime | None:
     """When the last event at or before ``position`` was recorded; None if there is none."""
-    window = COMMAND_WINDOW
+    window = SETTLE_WINDOW
     while position > 0:
         start = max(1, position - window + 1)
         found = recorder.select_notifications(start, window, stop=position)

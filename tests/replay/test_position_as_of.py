@@ -4,13 +4,11 @@ moment, found by binary search, on SQLite and PostgreSQL.
 The events here are written straight through the store's recorder with timestamps
 chosen by the test (the search reads nothing else of them); gaps in the notification
 ids, as PostgreSQL leaves them, are made by deleting rows. The expected answers come
-from reading every event: the last event before the first command that was not wholly
-recorded by the moment.
+from reading every event: the last event before the first one recorded after the moment.
 """
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -70,16 +68,13 @@ def delete(recorder: ApplicationRecorder, positions: Sequence[int]) -> None:
 
 
 def expected(recorder: ApplicationRecorder, at: datetime) -> int:
-    """By reading every event: up to the last command all of whose events were
-    recorded by ``at``."""
-    events = [(n.id, orjson.loads(n.state)) for n in recorder.select_notifications(1, 1_000_000)]
+    """By reading every event: the last one before the first recorded after ``at``."""
     answer = 0
-    for _, command in itertools.groupby(events, key=lambda event: event[1]["_meta"]):
-        group = list(command)
-        stamps = [datetime.fromisoformat(state["timestamp"]["_data_"]) for _, state in group]
-        if max(stamps) > at:
+    for notification in recorder.select_notifications(1, 1_000_000):
+        stamp = orjson.loads(notification.state)["timestamp"]["_data_"]
+        if datetime.fromisoformat(stamp) > at:
             break
-        answer = group[-1][0]
+        answer = notification.id
     return answer
 
 
@@ -123,7 +118,9 @@ def test_equal_timestamps_are_all_in_or_all_out(crm: Crm) -> None:
     assert position_as_of(crm.recorder, same + MICRO) == positions[-2]
 
 
-def test_a_command_whose_events_straddle_the_moment_is_left_out_whole(crm: Crm) -> None:
+def test_events_out_of_order_within_a_command_end_the_prefix_at_the_first_later_one(
+    crm: Crm,
+) -> None:
     # Within one command the events are stored aggregate by aggregate: their timestamps
     # are microseconds apart and out of order.
     positions = write(
@@ -133,18 +130,24 @@ def test_a_command_whose_events_straddle_the_moment_is_left_out_whole(crm: Crm) 
         [T0 + 9 * MICRO],
     )
     assert position_as_of(crm.recorder, T0 + 2 * MICRO) == positions[0]
-    assert position_as_of(crm.recorder, T0 + 4 * MICRO) == positions[0]
+    assert position_as_of(crm.recorder, T0 + 4 * MICRO) == positions[2]
     assert position_as_of(crm.recorder, T0 + 5 * MICRO) == positions[4]
     for micros in range(-1, 11):
         at = T0 + micros * MICRO
         assert position_as_of(crm.recorder, at) == expected(crm.recorder, at), micros
 
 
-def test_a_long_command_is_found_whole(crm: Crm) -> None:
-    stamps = [T0 + n * MICRO for n in range(150)]
-    positions = write(crm.recorder, [T0 - SECOND], stamps[::-1], [T0 + SECOND])
-    assert position_as_of(crm.recorder, T0 + 100 * MICRO) == positions[0]
-    assert position_as_of(crm.recorder, T0 + 149 * MICRO) == positions[-2]
+def test_a_command_of_many_events_in_reverse_order_is_settled_exactly(crm: Crm) -> None:
+    stamps = [T0 + n * MICRO for n in range(30)]
+    before = write(crm.recorder, *([T0 - n * SECOND] for n in range(40, 0, -1)))
+    positions = write(crm.recorder, stamps[::-1], [T0 + SECOND])
+    write(crm.recorder, *([T0 + 2 * SECOND + n * MICRO] for n in range(100)))
+    for micros in (0, 1, 15, 28):
+        assert position_as_of(crm.recorder, T0 + micros * MICRO) == before[-1], micros
+    assert position_as_of(crm.recorder, T0 + 29 * MICRO) == positions[-2]
+    for micros in range(-1, 100):
+        at = T0 + 2 * SECOND + micros * MICRO
+        assert position_as_of(crm.recorder, at) == expected(crm.recorder, at), micros
 
 
 def test_a_moment_without_a_time_zone_is_refused(crm: Crm) -> None:
