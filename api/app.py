@@ -31,6 +31,7 @@ from api.settings import Settings
 from api.wiring import build_crm, build_read_models
 from commands.app import Crm
 from projections.host import ReadModels
+from replay.as_of import AsOfCache
 
 
 class Health(BaseModel):
@@ -64,6 +65,7 @@ def create_app(
             if own_crm:
                 the_crm.close()
             raise
+        app.state.as_of = AsOfCache(the_crm.recorder)
         the_crm.commit_listeners.append(the_reads.runner.wake)
         if own_reads:
             the_reads.start()

@@ -64,7 +64,8 @@ class EventRate(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Progress]:
+def progress_bar(description: str, transient: bool = False) -> Iterator[Progress]:
+    """A progress bar on stderr; a transient one is cleared when done."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -73,7 +74,7 @@ def progress_bar(description: str) -> Iterator[Progress]:
         EventRate(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
+    with Progress(*columns, console=err, transient=transient) as progress:
         yield progress
 
 

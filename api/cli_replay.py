@@ -7,4 +7,4 @@ Each group of commands lives in a module of its own and registers on the shared 
 from __future__ import annotations
 
 # Each import registers its commands.
-from api import cli_access, cli_records, cli_verify  # noqa: F401
+from api import cli_access, cli_asof, cli_records, cli_verify  # noqa: F401

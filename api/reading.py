@@ -1,20 +1,28 @@
 """The read side over HTTP: the dependency that hands a route a read connection to
-one read model once it has reached the position the client asks for
-(``min_position``, read-your-writes), and the shared query parameters."""
+one read model — live, once it has reached the position the client asks for
+(``min_position``, read-your-writes), or as of a past moment or position (``as_of``,
+``as_of_position``) — and the shared query parameters."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import duckdb
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 
 from api.deps import UserDep
+from commands.context import UtcDatetime
+from domain.errors import InvalidValueError
 from projections.host import ReadModels
+from replay.as_of import AsOfCache, head, position_as_of, recorded_at
 
 #: How long a read waits for its read model to reach ``min_position``.
 MAX_WAIT_SECONDS = 5.0
+#: The response header that says which position an ``as_of`` read was made at.
+AS_OF_POSITION_HEADER = "X-As-Of-Position"
 
 
 class ReadModelUnavailableError(Exception):
@@ -42,18 +50,80 @@ MinPosition = Annotated[
         ge=0,
         le=2**62,
         description="wait (up to 5 s) until the read model has reached this position "
-        "(the `position` a command returned)",
+        "(the `position` a command returned); ignored with `as_of` or `as_of_position`",
+    ),
+]
+
+AsOfMoment = Annotated[
+    UtcDatetime | None,
+    Query(
+        description="the read model **as recorded by then**: built from exactly the events "
+        "the store had recorded at this moment (with a time zone, e.g. "
+        "`2026-09-30T23:59:59Z`). Not the same as filtering by when things happened: a "
+        "call logged on 2 October about a meeting on 28 September is not in the CRM as of "
+        "30 September (to filter interactions by when they happened, use `since`/`until`). "
+        "A moment in the future reads as of now; one before the first event reads empty "
+        "read models. The position used is in the `X-As-Of-Position` header.",
+    ),
+]
+
+AsOfPosition = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**62,
+        description="the read model built from the events up to this global position "
+        "(a position beyond the last event reads as of the last event)",
     ),
 ]
 
 
+@dataclass(frozen=True)
+class ReadPoint:
+    """Where a read is made: the live read model (``position`` None) or one built as of a
+    position; ``moment`` is the time it stands at (days in stage are counted then)."""
+
+    position: int | None
+    moment: datetime
+
+
+def read_point(
+    request: Request,
+    response: Response,
+    as_of: AsOfMoment = None,
+    as_of_position: AsOfPosition = None,
+) -> ReadPoint:
+    now = datetime.now(UTC)
+    if as_of is not None and as_of_position is not None:
+        raise InvalidValueError("give as_of or as_of_position, not both")
+    recorder = request.app.state.crm.recorder
+    if as_of is not None:
+        position = position_as_of(recorder, as_of)
+        moment = min(as_of, now)
+    elif as_of_position is not None:
+        position = min(as_of_position, head(recorder))
+        moment = recorded_at(recorder, position) or now
+    else:
+        return ReadPoint(None, now)
+    response.headers[AS_OF_POSITION_HEADER] = str(position)
+    return ReadPoint(position, moment)
+
+
+ReadPointDep = Annotated[ReadPoint, Depends(read_point)]
+
+
 def reader_for(projection: str) -> Callable[..., Iterator[duckdb.DuckDBPyConnection]]:
-    """A dependency: a read connection to ``projection`` for an authenticated user."""
+    """A dependency: a read connection to ``projection`` for an authenticated user, live
+    or as of the moment or position the request asks for."""
 
     def dependency(
-        request: Request, _: UserDep, min_position: MinPosition = None
+        request: Request, _: UserDep, point: ReadPointDep, min_position: MinPosition = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = read_connection(request.app.state.reads, projection, min_position)
+        if point.position is None:
+            con = read_connection(request.app.state.reads, projection, min_position)
+        else:
+            cache: AsOfCache = request.app.state.as_of
+            con = cache.get(point.position, projection).reader()
         try:
             yield con
         finally:

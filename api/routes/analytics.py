@@ -181,7 +181,13 @@ def activity(
     user: Annotated[str | None, Query(max_length=64, description="user id or 'system'")] = None,
     kind: Kind | None = None,
     since: Annotated[date | None, Query(description="first day (UTC), included")] = None,
-    until: Annotated[date | None, Query(description="last day (UTC), excluded")] = None,
+    until: Annotated[
+        date | None,
+        Query(
+            description="last day (UTC) the interactions happened, excluded, whenever they "
+            "were logged — unlike `as_of`, which counts only what was recorded by then"
+        ),
+    ] = None,
     after: After = None,
     limit: Limit = 100,
 ) -> ActivityPage:

@@ -3,7 +3,7 @@ with their open deals and totals per currency), and the rest of a stage's deals.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.cursors import decode_cursor, encode_cursor
-from api.reading import reader_for
+from api.reading import ReadPointDep, reader_for
 from commands.errors import NotFoundError
 from domain.errors import InvalidValueError
 from projections import board as board_model
@@ -70,7 +70,9 @@ class BoardDeal(BaseModel):
     contacts: int
     expected_close_date: date | None
     stage_entered_at: datetime = Field(description="when it entered its stage (or was reopened)")
-    days_in_stage: int = Field(description="whole days since `stage_entered_at`, at `as_of`")
+    days_in_stage: int = Field(
+        description="whole days from `stage_entered_at` to the board's `as_of` moment"
+    )
     last_interaction_at: datetime | None = Field(
         description="the latest time a non-retracted interaction with the deal happened"
     )
@@ -92,7 +94,11 @@ class BoardStage(BaseModel):
 class BoardView(BaseModel):
     pipeline_id: UUID
     name: str
-    as_of: datetime
+    as_of: datetime = Field(
+        description="the moment days in stage are counted at: now, or the `as_of` asked for "
+        "(now if that is in the future), or when the last event up to `as_of_position` "
+        "was recorded"
+    )
     deals: int
     totals: list[CurrencyTotal]
     stages: list[BoardStage]
@@ -123,16 +129,20 @@ def list_pipelines(con: BoardReader) -> PipelineList:
 def get_board(
     pipeline_id: UUID,
     con: BoardReader,
+    point: ReadPointDep,
     owner: Owner = None,
     currency: Currency = None,
     limit: Annotated[int, Query(ge=0, le=500, description="the most deals shown per stage")] = 25,
 ) -> BoardView:
     """The board: stages in pipeline order, each with its totals per currency over all
-    its open deals that pass the filters, and its first `limit` deals."""
+    its open deals that pass the filters, and its first `limit` deals.
+
+    With `as_of` it is the board as it stood then — as recorded by then, days in stage
+    counted at that moment; a deal moved since shows in the stage it was in."""
     view = board_model.board(
         con,
         str(pipeline_id),
-        datetime.now(UTC),
+        point.moment,
         owner=_str(owner),
         currency=currency.upper() if currency else None,
         per_stage=limit,
@@ -155,6 +165,7 @@ def get_stage_deals(
     pipeline_id: UUID,
     stage_id: UUID,
     con: BoardReader,
+    point: ReadPointDep,
     owner: Owner = None,
     currency: Currency = None,
     after: Annotated[str | None, Query(description="cursor: `next` of the previous page")] = None,
@@ -170,7 +181,7 @@ def get_stage_deals(
         con,
         str(pipeline_id),
         str(stage_id),
-        datetime.now(UTC),
+        point.moment,
         owner=_str(owner),
         currency=currency.upper() if currency else None,
         after=position,

@@ -107,7 +107,14 @@ def record_timeline(
     since: Annotated[
         UtcDatetime | None, Query(description="from this time (of the chosen order) on")
     ] = None,
-    until: Annotated[UtcDatetime | None, Query(description="before this time")] = None,
+    until: Annotated[
+        UtcDatetime | None,
+        Query(
+            description="before this time (of the chosen order): with `order=occurred`, what "
+            "happened before it, whenever it was logged — unlike `as_of`, which reads the "
+            "timeline as recorded by then"
+        ),
+    ] = None,
     include_retracted: Annotated[
         bool, Query(description="also retracted interactions (flagged `retracted`)")
     ] = False,
