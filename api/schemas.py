@@ -205,7 +205,7 @@ class UserPublic(RecordPublic):
             name=u.name,
             roles=u.roles,
             active=u.active,
-            token_ids=list(u.tokens),
+            token_ids=[UUID(token_id) for token_id in u.tokens],
         )
 
 

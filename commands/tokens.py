@@ -48,7 +48,7 @@ def authenticate(crm: Crm, token: str) -> User:
         user = crm.load(User, user_id)
     except NotFoundError:
         raise UnauthenticatedError("unknown token") from None
-    stored = user.tokens.get(token_id)
+    stored = user.tokens.get(str(token_id))
     # Compare even when the token id is unknown, so timing tells nothing.
     if not hmac.compare_digest(stored or "0" * 64, hash_secret(secret)) or stored is None:
         raise UnauthenticatedError("unknown or revoked token")

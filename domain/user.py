@@ -67,7 +67,9 @@ class User(Aggregate):
         self.invited_by = invited_by
         self.roles: list[Role] = []
         self.active = True
-        self.tokens: dict[UUID, str] = {}
+        #: Token id (its ``str``) -> the hash of its secret. String keys, so that the
+        #: user's snapshot is plain JSON (the transcoder takes no UUID as a key).
+        self.tokens: dict[str, str] = {}
 
     @classmethod
     def invite(cls, email: str, name: str, role: Role, by: Authority, owners: OwnerRoster) -> User:
@@ -144,17 +146,17 @@ class User(Aggregate):
 
     @event(TokenIssued)
     def _issue_token(self, token_id: UUID, token_hash: str, label: str) -> None:
-        self.tokens[token_id] = token_hash
+        self.tokens[str(token_id)] = token_hash
 
     def revoke_token(self, token_id: UUID, by: Authority) -> None:
         self.check_can_handle_tokens(by)
-        if token_id not in self.tokens:
+        if str(token_id) not in self.tokens:
             raise UnknownTokenError(f"token {token_id} is not an active token of this user")
         self._revoke_token(token_id=token_id)
 
     @event(TokenRevoked)
     def _revoke_token(self, token_id: UUID) -> None:
-        del self.tokens[token_id]
+        del self.tokens[str(token_id)]
 
 
 class OwnerRoster(Aggregate):

@@ -16,7 +16,7 @@ from commands.context import Context
 from commands.deals import MoveDeal, OpenDeal
 from commands.handlers import execute
 from commands.pipelines import CreatePipeline, StageSpec
-from commands.users import InviteUser
+from commands.users import InviteUser, IssueToken, RevokeToken
 from domain.roles import Authority, Role
 from domain.user import User
 from tests.conftest import Store
@@ -57,8 +57,13 @@ def test_long_records_load_from_snapshots_as_they_replay_at_every_version(
     for n in range(40):
         execute(crm, UpdateAccount(account_id=account.id, name=f"Acme {n}"), me)
         execute(crm, MoveDeal(deal_id=deal.id, stage=f"S{(n + 1) % 5}"), me)
+        # A user rotating tokens: its state holds them by id (keys a snapshot must keep).
+        issued = execute(crm, IssueToken(user_id=owner.id, label=f"key {n}"), me)
+        if n % 3:
+            token_id = UUID(issued.shown_once["token"].split("_")[2])
+            execute(crm, RevokeToken(user_id=owner.id, token_id=token_id), me)
     assert crm.snapshots is not None
-    for record in (account.id, deal.id):
+    for record in (account.id, deal.id, owner.id):
         versions = [s.originator_version for s in crm.snapshots.get(record)]
         head = replayed(crm, record).version
         assert versions == list(range(EVERY, head + 1, EVERY))

@@ -288,7 +288,7 @@ class ProjectedCrmMachine(CrmMachine):
     def issue_or_revoke_token(self, actor: int, user: UUID, revoke: bool) -> None:
         tokens = sorted(self.live(User, user).tokens, key=str)
         if revoke and tokens:
-            self.attempt_command(RevokeToken(user_id=user, token_id=tokens[0]), actor)
+            self.attempt_command(RevokeToken(user_id=user, token_id=UUID(tokens[0])), actor)
         else:
             self.attempt_command(IssueToken(user_id=user, label="laptop"), actor)
 

@@ -60,7 +60,7 @@ def story(crm: Crm, owner: Person) -> Story:
     promoted = moment_of(crm, account, Account)
     execute(crm, RevokeRole(user_id=rep.user.id, role=Role.MANAGER), owner.ctx)
     (token,) = crm.load(User, manager.user.id).tokens
-    execute(crm, RevokeToken(user_id=manager.user.id, token_id=token), owner.ctx)
+    execute(crm, RevokeToken(user_id=manager.user.id, token_id=UUID(token)), owner.ctx)
     demoted = moment_of(crm, manager)
     execute(crm, DeactivateUser(user_id=rep.user.id), owner.ctx)
     gone = moment_of(crm, rep)
