@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "commands": "bench.commands",
     "projections": "bench.projections",
     "records": "bench.records",
+    "replay": "bench.replay",
 }
 
 
