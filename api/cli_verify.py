@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from api.cli_common import app, err, fail, out, progress_bar
 from api.settings import Settings
 from api.wiring import build_crm, crm_env
+from projections.analysts import one_line
 from replay.verify import (
     Checkpoint,
     StoreAddress,
@@ -91,6 +93,8 @@ def verify_store(
                 )
             except VerifyError as error:
                 raise fail(str(error)) from None
+            except (OperationalError, InterfaceError) as error:
+                raise fail(f"the event store is unavailable: {one_line(error)}") from None
     finally:
         crm.close()
     if verified.problem is not None:

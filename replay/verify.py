@@ -26,6 +26,7 @@ import base64
 import hashlib
 import itertools
 import multiprocessing
+import os
 import struct
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -161,9 +162,8 @@ class Checkpoint:
 
 
 def generate_key(path: Path) -> Ed25519PublicKey:
-    """Write a new Ed25519 private key (PEM, readable by its owner only) to ``path``."""
-    if path.exists():
-        raise VerifyError(f"{path} exists; refusing to overwrite a key")
+    """Write a new Ed25519 private key (PEM, readable by its owner only) to ``path``,
+    which must not exist (created exclusively, mode 600 from the start)."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -171,8 +171,12 @@ def generate_key(path: Path) -> Ed25519PublicKey:
         serialization.NoEncryption(),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_bytes(pem)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise VerifyError(f"{path} exists; refusing to overwrite a key") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pem)
     return key.public_key()
 
 
@@ -327,8 +331,8 @@ def _walk_in_parallel(
             if progress is not None:
                 progress(sum(walked[:]), total)
 
-        lo, stop = ranges[0]
-        with _Reading(recorder, lo, stop - 1) as (bounds, events, chain):
+        _, stop = ranges[0]
+        with _Reading(recorder, None, stop - 1) as (bounds, events, chain):
             results = [_walk(bounds, events, chain, checkpoint_of(0), mine, recorder)]
         walked[0] = results[0].events
         while not all(f.done() for f in others):
@@ -449,10 +453,7 @@ class _Walk:
                 f"position {position}: its link says it follows position {previous}, "
                 f"but the event before it is at position {self.last}",
             )
-        try:
-            actual = raw_digest(_id_bytes(record), int(version), str(topic), _as_bytes(state))
-        except (TypeError, ValueError, OverflowError, struct.error):  # a column's type changed
-            actual = b""
+        actual = _digest_as_read(record, version, topic, state)
         if actual != bytes(digest):
             origin = _recorded_at(self.recorder, actual)
             if origin is not None and origin != position:
@@ -512,9 +513,12 @@ def _walk(
             position, record, version, topic, state = event
             if row is None or row[0] != position or row[1] != last:
                 raise LookupError
+            record_bytes = fromhex(record)
+            if record_bytes.hex() != record or type(state) is not bytes:
+                raise LookupError  # not as written: step() says so
             topic_bytes = topic.encode()
             actual = sha256(
-                fromhex(record)
+                record_bytes
                 + event_head(version, len(topic_bytes))
                 + topic_bytes
                 + state_size(len(state))
@@ -582,7 +586,11 @@ class _Reading:
     """The events and the chain rows of one range of positions, each in position order,
     in one read transaction."""
 
-    def __init__(self, recorder: ApplicationRecorder, lo: int = 1, hi: int | None = None) -> None:
+    def __init__(
+        self, recorder: ApplicationRecorder, lo: int | None = None, hi: int | None = None
+    ) -> None:
+        """``lo`` None: from the very first row, whatever its position (an event edited
+        in at position 0 or below is read, and found inserted)."""
         self.recorder = recorder
         self.lo = lo
         self.hi = hi
@@ -590,10 +598,14 @@ class _Reading:
 
     def __enter__(self) -> tuple[_Range, Iterator[RawEvent], Iterator[ChainRow]]:
         recorder = self.recorder
-        if isinstance(recorder, SQLiteApplicationRecorder):
-            return self._sqlite(recorder)
-        if isinstance(recorder, PostgresApplicationRecorder):
-            return self._postgres(recorder)
+        try:
+            if isinstance(recorder, SQLiteApplicationRecorder):
+                return self._sqlite(recorder)
+            if isinstance(recorder, PostgresApplicationRecorder):
+                return self._postgres(recorder)
+        except BaseException:
+            self._close()  # the read transaction begun, if any
+            raise
         raise VerifyError(f"cannot verify a store kept by {type(recorder).__name__}")
 
     def __exit__(self, *exc: object) -> None:
@@ -619,23 +631,27 @@ class _Reading:
                 f"(SELECT max(position) FROM {chain}))"
             )
             hi = int(raw.fetchone()[0] or 0)
-        raw.execute(
-            f"SELECT position, link FROM {chain} WHERE position < ? ORDER BY position DESC LIMIT 1",
-            [self.lo],
-        )
-        before = raw.fetchone()
+        before = None
+        if self.lo is not None:
+            raw.execute(
+                f"SELECT position, link FROM {chain} WHERE position < ? "
+                "ORDER BY position DESC LIMIT 1",
+                [self.lo],
+            )
+            before = raw.fetchone()
+        lo = self.lo if self.lo is not None else -(2**63)
         bounds = _Range(
-            self.lo, hi, *((int(before[0]), bytes(before[1])) if before else (0, GENESIS))
+            self.lo or 1, hi, *((int(before[0]), bytes(before[1])) if before else (0, GENESIS))
         )
         raw.execute(
             "SELECT rowid, originator_id, originator_version, topic, state "
             f"FROM {events_table} WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
-            [self.lo, hi],
+            [lo, hi],
         )
         second.execute(
             f"SELECT position, previous, digest, link FROM {chain} "
             "WHERE position BETWEEN ? AND ? ORDER BY position",
-            [self.lo, hi],
+            [lo, hi],
         )
         return bounds, _flat(raw.fetchmany), _flat(second.fetchmany)
 
@@ -674,15 +690,18 @@ class _Reading:
                 ).format(schema, events_table, schema, chain)
             ).fetchone()
             hi = int(found["hi"] or 0) if found is not None else 0
-        before = conn.execute(
-            SQL(
-                "SELECT position, link FROM {}.{} WHERE position < %s "
-                "ORDER BY position DESC LIMIT 1"
-            ).format(schema, chain),
-            [self.lo],
-        ).fetchone()
+        before = None
+        if self.lo is not None:
+            before = conn.execute(
+                SQL(
+                    "SELECT position, link FROM {}.{} WHERE position < %s "
+                    "ORDER BY position DESC LIMIT 1"
+                ).format(schema, chain),
+                [self.lo],
+            ).fetchone()
+        lo = self.lo if self.lo is not None else -(2**63)
         bounds = _Range(
-            self.lo,
+            self.lo or 1,
             hi,
             *((int(before["position"]), bytes(before["link"])) if before else (0, GENESIS)),
         )
@@ -693,7 +712,7 @@ class _Reading:
                 "originator_version, topic, state FROM {}.{} "
                 "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id"
             ).format(schema, events_table),
-            [self.lo, hi],
+            [lo, hi],
         )
         chain_cursor = conn.cursor(name="crm_verify_chain", row_factory=tuple_row)
         chain_cursor.execute(
@@ -701,26 +720,34 @@ class _Reading:
                 "SELECT position, previous, digest, link FROM {}.{} "
                 "WHERE position BETWEEN %s AND %s ORDER BY position"
             ).format(schema, chain),
-            [self.lo, hi],
+            [lo, hi],
         )
         return bounds, _flat(event_cursor.fetchmany), _flat(chain_cursor.fetchmany)
 
 
-def _id_bytes(value: object) -> bytes:
-    """A record id as its 16 bytes (SQLite keeps hex text, which nothing stops from being
-    edited into something else: then its bytes, which no digest will match)."""
-    text = str(value)
+def _digest_as_read(record: object, version: object, topic: object, state: object) -> bytes:
+    """The digest of an event's columns exactly as the store hands them to eventsourcing,
+    or ``b""`` (which matches no digest) when any is not in the form the store writes
+    it: an id edited into another spelling (SQLite keeps hex text and compares it
+    as text: ``ABC…`` is another record to the library), a version or state turned into
+    text (SQLite keeps whatever type it is given)."""
+    if not (
+        isinstance(record, str)
+        and type(version) is int
+        and isinstance(topic, str)
+        and type(state) is bytes
+    ):
+        return b""
     try:
-        raw = bytes.fromhex(text.replace("-", ""))
+        record_bytes = bytes.fromhex(record)
     except ValueError:
-        return text.encode()
-    return raw if len(raw) == 16 else text.encode()
-
-
-def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return str(value).encode()  # SQLite lets an edit turn a BLOB into TEXT
+        return b""
+    if len(record_bytes) != 16 or record_bytes.hex() != record:
+        return b""
+    try:
+        return raw_digest(record_bytes, version, topic, state)
+    except (OverflowError, struct.error):
+        return b""
 
 
 def _flat(fetchmany: Callable[[int], list[Any]]) -> Iterator[Any]:

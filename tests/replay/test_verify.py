@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from commands.accounts import RegisterAccount, UpdateAccount
-from commands.app import Crm
+from commands.app import Crm, store_env
 from commands.chain import (
     ChainedPostgresApplicationRecorder,
     ChainedSQLiteApplicationRecorder,
@@ -26,6 +26,7 @@ from commands.chain import (
 )
 from commands.handlers import execute
 from domain.integrity import chain_table_name
+from domain.roles import Role
 from replay.verify import (
     StoreAddress,
     Verified,
@@ -37,7 +38,7 @@ from replay.verify import (
     sign_checkpoint,
     verify,
 )
-from tests.conftest import Person, Store
+from tests.conftest import Person, Store, invite
 
 #: Events written by :func:`history`: an Owner (its invitation) and 12 account events.
 ACCOUNTS = 4
@@ -232,6 +233,52 @@ def test_a_forged_event_in_a_gap_is_named(crm: Crm, owner: Person, database: Dat
     assert (problem.kind, problem.position) == ("inserted", 5)
 
 
+def test_an_event_edited_in_below_position_one_is_named(
+    crm: Crm, owner: Person, database: Database
+) -> None:
+    """The library loads a record's events whatever their position: one at position 0
+    (or below) is as much part of the record as any."""
+    history(crm, owner)
+    state = database.state(database.position_of(b"Account 1"))
+    database.insert_event(0, uuid4(), "domain.account:Account.Registered", state)
+    problem = check(crm).problem
+    assert problem is not None
+    assert (problem.kind, problem.position) == ("inserted", 0)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE stored_events SET originator_id = upper(originator_id) WHERE rowid = ?",
+        "UPDATE stored_events SET originator_version = originator_version + 0.5 WHERE rowid = ?",
+        "UPDATE stored_events SET state = CAST(state AS TEXT) WHERE rowid = ?",
+    ],
+    ids=["id spelled otherwise", "version not a whole number", "state as text"],
+)
+def test_sqlite_columns_edited_into_another_form_are_named(
+    edit: str, tmp_path: Path, owner_on_sqlite: tuple[Crm, Person]
+) -> None:
+    """SQLite keeps whatever it is given, and the library reads it as it is: an id in
+    capitals is another record to it, so the edit is an alteration even though the
+    bytes it spells are the same."""
+    crm, owner = owner_on_sqlite
+    history(crm, owner)
+    con = sqlite3.connect(tmp_path / "events.sqlite")
+    con.execute(edit, [9])
+    con.commit()
+    con.close()
+    problem = check(crm).problem
+    assert problem is not None
+    assert (problem.kind, problem.position) == ("altered", 9)
+
+
+@pytest.fixture
+def owner_on_sqlite(tmp_path: Path) -> Iterator[tuple[Crm, Person]]:
+    crm = Crm(env=store_env(None, str(tmp_path / "events.sqlite")))
+    yield crm, invite(crm, "owner@example.com", Role.OWNER)
+    crm.close()
+
+
 def test_a_truncated_tail_is_named(crm: Crm, owner: Person, database: Database) -> None:
     head = history(crm, owner)
     database.delete_events("> ?", head - 3)
@@ -362,26 +409,41 @@ def crm_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_crm_verify_on_the_command_line(tmp_path: Path) -> None:
-    env = {"CRM_DATA_DIR": str(tmp_path / "data"), "CRM_SIGNING_KEY_FILE": str(tmp_path / "k")}
-    assert crm_cli(env, "init").returncode == 0
-    assert crm_cli(env, "keygen", str(tmp_path / "k")).returncode == 0
-    ok = crm_cli(env, "verify", "--checkpoint", str(tmp_path / "cp.json"))
+def cli_settings(store: Store, tmp_path: Path) -> dict[str, str]:
+    """The `crm` command line's settings for the test's store."""
+    env = store.env
+    if store.kind == "sqlite":
+        assert env["SQLITE_DBNAME"] == str(tmp_path / "events.sqlite")
+        return {"CRM_DATA_DIR": str(tmp_path)}
+    return {
+        "CRM_DATABASE_URL": f"postgresql://{env['POSTGRES_USER']}@{env['POSTGRES_HOST']}:"
+        f"{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}?schema={env['POSTGRES_SCHEMA']}"
+    }
+
+
+def test_crm_verify_on_the_command_line(
+    store: Store, crm: Crm, owner: Person, database: Database, tmp_path: Path
+) -> None:
+    history(crm, owner)
+    key = tmp_path / "keys" / "k.pem"
+    env = {**cli_settings(store, tmp_path), "CRM_SIGNING_KEY_FILE": str(key)}
+    assert crm_cli(env, "keygen", str(key)).returncode == 0
+    checkpoint = str(tmp_path / "cp.json")
+    ok = crm_cli(env, "verify", "--checkpoint", checkpoint)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("OK: ")
-    again = crm_cli(env, "verify", "--checkpoint", str(tmp_path / "cp.json"))
+    assert ok.stdout.startswith(f"OK: {crm.position()} events up to position {crm.position()}")
+    again = crm_cli(env, "verify", "--checkpoint", checkpoint)
     assert again.returncode == 1
     assert "never overwritten" in again.stderr
+    assert crm_cli(env, "verify", "--against", checkpoint).returncode == 0
 
-    con = sqlite3.connect(tmp_path / "data" / "events.sqlite")
-    con.execute("UPDATE stored_events SET state = CAST(state || ' ' AS BLOB) WHERE rowid = 2")
-    con.commit()
-    con.close()
-    tampered = crm_cli(env, "verify", "--against", str(tmp_path / "cp.json"))
+    position = database.position_of(b"Account 1")
+    database.set_state(position, database.state(position) + b" ")
+    tampered = crm_cli(env, "verify", "--against", checkpoint)
     assert tampered.returncode == 1
     lines = [line for line in tampered.stderr.splitlines() if line.startswith("error:")]
-    assert lines == [lines[0]]
-    assert "TAMPERED (altered): position 2:" in lines[0]
+    assert len(lines) == 1
+    assert f"TAMPERED (altered): position {position}:" in lines[0]
 
 
 # --- walking ranges in parallel ------------------------------------------------------
