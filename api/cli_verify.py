@@ -12,6 +12,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from api.cli_common import app, err, fail, out, progress_bar
 from api.settings import Settings
 from api.wiring import build_crm, crm_env
+from commands.app import Crm
 from projections.analysts import one_line
 from replay.verify import (
     Checkpoint,
@@ -25,6 +26,7 @@ from replay.verify import (
     read_checkpoint,
     sign_checkpoint,
     verify,
+    verify_snapshots,
 )
 
 
@@ -49,6 +51,14 @@ def verify_store(
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="PEM public key for --against")
     ] = None,
+    snapshots: Annotated[
+        bool,
+        typer.Option(
+            "--snapshots",
+            help="also check every snapshot against the record its events make (slower: "
+            "decodes every event of every record with snapshots)",
+        ),
+    ] = False,
     workers: Annotated[
         int,
         typer.Option("--workers", min=1, max=64, help="processes walking ranges of a large store"),
@@ -95,11 +105,13 @@ def verify_store(
                 raise fail(str(error)) from None
             except (OperationalError, InterfaceError) as error:
                 raise fail(f"the event store is unavailable: {one_line(error)}") from None
+        if verified.problem is not None:
+            raise fail(f"TAMPERED ({verified.problem.kind}): {verified.problem.message}")
+        report(verified, settings.store_description)
+        if snapshots:
+            check_snapshots(crm)
     finally:
         crm.close()
-    if verified.problem is not None:
-        raise fail(f"TAMPERED ({verified.problem.kind}): {verified.problem.message}")
-    report(verified, settings.store_description)
     if proven is not None:
         out.print(
             f"matches the checkpoint {against} of {proven.created_at} "
@@ -113,6 +125,25 @@ def verify_store(
         except OSError as error:
             raise fail(f"cannot write {checkpoint}: {error}") from None
         out.print(f"checkpoint of position {written.position} signed and written to {checkpoint}")
+
+
+def check_snapshots(crm: Crm) -> None:
+    with progress_bar("snapshots") as progress:
+        task = progress.add_task("snapshots", total=0)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            checked = verify_snapshots(crm, progress=advance)
+        except (OperationalError, InterfaceError) as error:
+            raise fail(f"the event store is unavailable: {one_line(error)}") from None
+    if checked.problem is not None:
+        raise fail(f"TAMPERED ({checked.problem.kind}): {checked.problem.message}")
+    out.print(
+        f"OK: {checked.snapshots:,} snapshots of {checked.records:,} records match their "
+        f"events ({checked.seconds:.1f} s)"
+    )
 
 
 def report(verified: Verified, store: str) -> None:

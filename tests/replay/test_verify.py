@@ -37,6 +37,7 @@ from replay.verify import (
     read_checkpoint,
     sign_checkpoint,
     verify,
+    verify_snapshots,
 )
 from tests.conftest import Person, Store, invite
 
@@ -321,6 +322,55 @@ def test_concurrent_writers_keep_one_chain(store: Store, crm: Crm, owner: Person
     verified = check(crm)
     assert verified.ok, verified.problem
     assert verified.events == crm.position()
+
+
+# --- snapshots -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def snapshotting(store: Store) -> Iterator[Crm]:
+    """The test's store, written with a snapshot every 2 events of a record."""
+    app = Crm(env={**store.env, "CRM_SNAPSHOT_EVERY": "2"})
+    yield app
+    app.close()
+
+
+def test_untouched_snapshots_verify_ok(snapshotting: Crm, owner: Person) -> None:
+    history(snapshotting, owner)
+    checked = verify_snapshots(snapshotting)
+    assert checked.ok, checked.problem
+    assert checked.snapshots >= ACCOUNTS  # each account has 3 events: one at version 2
+
+
+@pytest.mark.parametrize("edit", ["state", "forged"])
+def test_an_edited_or_forged_snapshot_is_named(
+    edit: str, snapshotting: Crm, owner: Person, database: Database
+) -> None:
+    """A snapshot is what a record loads from: edited, the record reads otherwise while
+    every event still verifies."""
+    history(snapshotting, owner)
+    table = "stored_snapshots" if database.kind == "sqlite" else "crm_snapshots"
+    rows = database.run(f"SELECT originator_id, originator_version, state FROM {table}")
+    record, version, state = next(
+        (r[0], r[1], bytes(r[2])) for r in rows if b"Account 1" in bytes(r[2])
+    )
+    if edit == "state":
+        database.run(
+            f"UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (state.replace(b"Account 1", b"Account 8"), record, version),
+        )
+    else:  # the same snapshot claimed for a version the record never reached
+        database.run(
+            f"UPDATE {table} SET originator_version = 99 "
+            "WHERE originator_id = ? AND originator_version = ?",
+            (record, version),
+        )
+    assert check(snapshotting).ok  # the events are untouched
+    problem = verify_snapshots(snapshotting).problem
+    assert problem is not None
+    assert problem.kind == "snapshot altered"
+    assert str(UUID(str(record))) in problem.message
+    assert ("forged" in problem.message) == (edit == "forged")
 
 
 # --- checkpoints -------------------------------------------------------------------
