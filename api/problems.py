@@ -24,6 +24,7 @@ from commands.errors import (
     UnknownReferenceError,
 )
 from domain.errors import InvalidValueError, NotPermittedError, StateConflictError
+from replay.as_of import AsOfBusyError
 from replay.records import RecordNotFoundError
 
 log = logging.getLogger("crm.api")
@@ -77,6 +78,7 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (OperationalError, 503, "store-unavailable"),
     (InterfaceError, 503, "store-unavailable"),
     (ReadModelUnavailableError, 503, "read-model-unavailable"),
+    (AsOfBusyError, 503, "as-of-busy"),
     (InvalidValueError, 422, "invalid-value"),
     (StateConflictError, 409, "rule-violation"),
     (NotPermittedError, 403, "forbidden"),

@@ -174,6 +174,10 @@ def read_models_as_of(
     )
 
 
+class AsOfBusyError(Exception):
+    """Too many reads as of a moment are being built at once."""
+
+
 class AsOfCache:
     """The last few read models built as of a position, one read model per entry.
 
@@ -187,9 +191,16 @@ class AsOfCache:
         recorder: ApplicationRecorder,
         size: int = 4,
         factories: Mapping[str, Callable[[], Projector]] = PROJECTORS,
+        builders: int = 1,
+        wait_seconds: float = 30.0,
     ) -> None:
         self.recorder = recorder
         self.size = size
+        #: At most ``builders`` builds at once (each reads a prefix of the log into
+        #: memory); a request that waits longer than ``wait_seconds`` for its turn is
+        #: refused with :class:`AsOfBusyError` rather than piling up.
+        self._builders = threading.BoundedSemaphore(builders)
+        self.wait_seconds = wait_seconds
         self.factories = factories
         self._entries: OrderedDict[tuple[int, str], AsOf] = OrderedDict()
         self._building: dict[tuple[int, str], threading.Lock] = {}
@@ -209,12 +220,18 @@ class AsOfCache:
                 found = self._entries.get(key)
             if found is not None:  # built by the request this one waited for
                 return found
+            if not self._builders.acquire(timeout=self.wait_seconds):
+                with self._lock:
+                    self._building.pop(key, None)
+                raise AsOfBusyError("other reads as of a moment are being built; retry shortly")
             try:
                 built = read_models_as_of(self.recorder, position, [name], self.factories)
             except BaseException:
+                self._builders.release()
                 with self._lock:
                     self._building.pop(key, None)
                 raise
+            self._builders.release()
             with self._lock:
                 self.builds += 1
                 self._entries[key] = built

@@ -5,6 +5,8 @@ are 422 problems. Also the cache of read models built as of a position."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +17,8 @@ import pytest
 from commands.accounts import RegisterAccount
 from commands.app import Crm
 from commands.handlers import execute
-from replay.as_of import AsOfCache
+from replay import as_of as as_of_module
+from replay.as_of import AsOfBusyError, AsOfCache
 from tests.api.test_board_reads import Client, titles
 from tests.conftest import Person
 
@@ -176,3 +179,31 @@ def test_the_cache_builds_a_read_model_once_per_position(crm: Crm, owner: Person
     names = reader.execute("SELECT name FROM directory_accounts").fetchall()
     assert names == [("Acme",)]
     reader.close()
+
+
+def test_builds_wait_their_turn_and_are_refused_when_it_takes_too_long(
+    crm: Crm, owner: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each build reads a prefix of the log into memory: one at a time, and a request
+    that cannot get its turn in time is refused (503) instead of piling up."""
+    first = execute(crm, RegisterAccount(name="Acme"), owner.ctx).position
+    second = execute(crm, RegisterAccount(name="Globex"), owner.ctx).position
+    cache = AsOfCache(crm.recorder, builders=1, wait_seconds=0.2)
+    building, release = threading.Event(), threading.Event()
+    real = as_of_module.read_models_as_of
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        building.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(as_of_module, "read_models_as_of", slow)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(cache.get, first, "directory")
+        assert building.wait(10)
+        with pytest.raises(AsOfBusyError):
+            cache.get(second, "directory")
+        release.set()
+        assert held.result(10).position == first
+    assert cache.get(second, "directory").position == second  # its turn now
+    assert cache.builds == 2
