@@ -27,7 +27,7 @@ def access_command(
     """Who could read or change the record at --at: every user then, their roles, and why
     not (from the role-grant, token and deactivation events)."""
     identifier = parse_id(record_id)
-    moment = parse_moment(at)
+    moment = parse_moment(at, "--at")
     with store() as crm:
         report = access_as_of(crm, RECORD_KINDS[kind.value], identifier, moment)
     shown = AccessPublic.of(report)

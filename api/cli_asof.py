@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ import duckdb
 import typer
 
 from api.cli_common import OutputFormat, err, fail, print_rows, progress_bar, replay_app
+from api.cli_records import MOMENT_HELP, parse_moment
 from api.settings import Settings
 from api.wiring import build_crm
 from commands.app import Crm
@@ -31,32 +32,13 @@ AsOfOption = Annotated[
     str | None,
     typer.Option(
         "--as-of",
-        help="as recorded by then: a date (its end, UTC: 2026-09-30) or an ISO time "
-        "(2026-09-30T12:00:00+02:00; without a zone, UTC). Default: now",
+        help=f"as recorded by then: {MOMENT_HELP}. Default: now",
     ),
 ]
 PositionOption = Annotated[
     int | None, typer.Option("--position", help="as of this global position instead")
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")]
-
-
-def parse_moment(text: str) -> datetime:
-    """A date means the end of that day (UTC); a time without a zone is UTC."""
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time.max, UTC)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(
-            f"--as-of {text!r}: give a date (2026-09-30) or an ISO time (2026-09-30T12:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise fail(f"--as-of {text!r}: outside the range UTC can hold") from None
 
 
 def parse_id(text: str, what: str) -> str:

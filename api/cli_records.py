@@ -32,8 +32,9 @@ MOMENT_HELP = (
 )
 
 
-def parse_moment(text: str) -> datetime:
-    """A moment with a time zone; a date alone is the last instant of that day in UTC."""
+def parse_moment(text: str, option: str = "--as-of") -> datetime:
+    """A moment with a time zone; a date alone is the last instant of that day in UTC.
+    (Every ``crm replay`` command reads moments so, as HTTP does: no zone, no guess.)"""
     text = text.strip()
     try:
         day = date.fromisoformat(text)
@@ -44,13 +45,15 @@ def parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise fail(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-09-30T18:00Z)") from None
+        raise fail(
+            f"{option} {text!r} is not an ISO 8601 date or time (e.g. 2026-09-30T18:00Z)"
+        ) from None
     if moment.tzinfo is None:
-        raise fail(f"{text!r} has no time zone; add one (Z for UTC, or e.g. +02:00)")
+        raise fail(f"{option} {text!r} has no time zone; add one (Z for UTC, or e.g. +02:00)")
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise fail(f"{text!r} is outside what UTC can hold") from None
+        raise fail(f"{option} {text!r} is outside what UTC can hold") from None
 
 
 def parse_id(text: str) -> UUID:
