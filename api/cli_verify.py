@@ -13,6 +13,12 @@ from api.cli_common import app, err, fail, out, progress_bar
 from api.settings import Settings
 from api.wiring import build_crm, crm_env
 from commands.app import Crm
+from commands.chain import (
+    AdoptError,
+    ChainedPostgresApplicationRecorder,
+    ChainedSQLiteApplicationRecorder,
+    adopt_unchained,
+)
 from projections.analysts import one_line
 from replay.verify import (
     Checkpoint,
@@ -51,6 +57,14 @@ def verify_store(
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="PEM public key for --against")
     ] = None,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="first chain the events of a store written before the hash chain existed "
+            "(once, after upgrading; refused for anything else)",
+        ),
+    ] = False,
     snapshots: Annotated[
         bool,
         typer.Option(
@@ -87,6 +101,8 @@ def verify_store(
         raise fail(str(error)) from None
     crm = build_crm(settings)
     try:
+        if adopt:
+            adopt_old_events(crm)
         with progress_bar("verifying") as progress:
             task = progress.add_task("verifying", total=crm.position())
 
@@ -125,6 +141,24 @@ def verify_store(
         except OSError as error:
             raise fail(f"cannot write {checkpoint}: {error}") from None
         out.print(f"checkpoint of position {written.position} signed and written to {checkpoint}")
+
+
+def adopt_old_events(crm: Crm) -> None:
+    recorder = crm.recorder
+    if not isinstance(
+        recorder, ChainedSQLiteApplicationRecorder | ChainedPostgresApplicationRecorder
+    ):
+        raise fail(f"cannot chain a store kept by {type(recorder).__name__}")
+    try:
+        adopted = adopt_unchained(recorder)
+    except AdoptError as error:
+        raise fail(f"refused to adopt: {error}") from None
+    except (OperationalError, InterfaceError) as error:
+        raise fail(f"the event store is unavailable: {one_line(error)}") from None
+    if adopted:
+        out.print(f"chained {adopted:,} events written before the hash chain existed")
+    else:
+        out.print("every event was already in the chain: nothing to adopt")
 
 
 def check_snapshots(crm: Crm) -> None:

@@ -123,3 +123,93 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         head = (int(row["position"]), bytes(row["link"])) if row is not None else None
         curs.executemany(self._insert_chain, chain_rows(head, positions, stored_events))
         return positions
+
+
+class AdoptError(Exception):
+    """The unchained events are not those of a store written before the chain existed."""
+
+
+#: (position, record id, version, topic, state) as stored.
+_Row = tuple[int, Any, int, str, bytes]
+
+
+def adopt_unchained(recorder: PostgresApplicationRecorder | SQLiteApplicationRecorder) -> int:
+    """Chain the events a store holds from before the hash chain existed; how many.
+
+    A store written by an earlier release has events but no chain rows, or chain rows
+    only from some position ``p0`` on (the first write after the upgrade started the
+    chain at its own position, from :data:`GENESIS`). Adoption chains every event from
+    the first, in one transaction under the writers' lock, once it has made sure that
+    this is what the store is: every unchained event comes before ``p0``, and the chain
+    from ``p0`` on is intact. Anything else — an unchained event after ``p0``, a broken
+    link — is refused: adopting it would launder tampering.
+    """
+    chain = chain_table_name(recorder.events_table_name)
+    if isinstance(recorder, PostgresApplicationRecorder):
+        schema = recorder.datastore.schema
+        events_table, chain = f'"{schema}"."{recorder.events_table_name}"', f'"{schema}"."{chain}"'
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"LOCK TABLE {events_table} IN EXCLUSIVE MODE")  # as writers do
+            cursor.execute(
+                "SELECT notification_id AS p, originator_id AS i, originator_version AS v, "
+                f"topic AS t, state AS s FROM {events_table} ORDER BY notification_id"
+            )
+            rows = [(r["p"], r["i"], r["v"], r["t"], bytes(r["s"])) for r in cursor.fetchall()]
+            cursor.execute(f"SELECT position AS p, link AS l FROM {chain} ORDER BY position")
+            links = [(r["p"], bytes(r["l"])) for r in cursor.fetchall()]
+            adopted = _adopt(rows, links)
+            if adopted:
+                cursor.execute(f"DELETE FROM {chain}")
+                cursor.executemany(
+                    f"INSERT INTO {chain} (position, previous, digest, link) "
+                    "VALUES (%s, %s, %s, %s)",
+                    _rechained(rows),
+                )
+            return adopted
+    with recorder.datastore.transaction(commit=True) as cursor:
+        # A write first, so that this transaction holds SQLite's write lock throughout.
+        cursor.execute(f"DELETE FROM {chain} WHERE position IS NULL")
+        cursor.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {recorder.events_table_name} ORDER BY rowid"
+        )
+        rows = [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in cursor.fetchall()]
+        cursor.execute(f"SELECT position, link FROM {chain} ORDER BY position")
+        links = [(r[0], bytes(r[1])) for r in cursor.fetchall()]
+        adopted = _adopt(rows, links)
+        if adopted:
+            cursor.execute(f"DELETE FROM {chain}")
+            cursor.executemany(
+                f"INSERT INTO {chain} (position, previous, digest, link) VALUES (?, ?, ?, ?)",
+                _rechained(rows),
+            )
+        return adopted
+
+
+def _adopt(rows: list[_Row], links: list[tuple[int, bytes]]) -> int:
+    """How many events to adopt (0: none), once the store is proven to be an old one."""
+    chained = {position for position, _ in links}
+    unchained = [row[0] for row in rows if row[0] not in chained]
+    if not unchained:
+        return 0
+    start = links[0][0] if links else None
+    if start is not None and max(unchained) > start:
+        raise AdoptError(
+            f"the event at position {max(unchained)} is not in the chain, which began at "
+            f"position {start}: that is not an old store; run crm verify"
+        )
+    if start is not None:  # the chain since the upgrade must be intact
+        expected = _rechained([row for row in rows if row[0] >= start])
+        if [(p, link) for p, _, _, link in expected] != links:
+            raise AdoptError(
+                f"the chain from position {start} on does not match its events; run crm verify"
+            )
+    return len(unchained)
+
+
+def _rechained(rows: list[_Row]) -> list[tuple[int, int, bytes, bytes]]:
+    return chain_rows(
+        None,
+        [row[0] for row in rows],
+        [StoredEvent(row[1], row[2], row[3], row[4]) for row in rows],
+    )

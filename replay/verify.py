@@ -640,8 +640,9 @@ class _Reading:
         hi = self.hi
         if hi is None:
             raw.execute(
-                f"SELECT max((SELECT max(rowid) FROM {events_table}), "
-                f"(SELECT max(position) FROM {chain}))"
+                # SQLite's max() of a NULL is NULL: an empty chain must not hide events.
+                f"SELECT max(coalesce((SELECT max(rowid) FROM {events_table}), 0), "
+                f"coalesce((SELECT max(position) FROM {chain}), 0))"
             )
             hi = int(raw.fetchone()[0] or 0)
         before = None

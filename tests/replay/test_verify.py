@@ -16,12 +16,15 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from commands.accounts import RegisterAccount, UpdateAccount
 from commands.app import Crm, store_env
 from commands.chain import (
+    AdoptError,
     ChainedPostgresApplicationRecorder,
     ChainedSQLiteApplicationRecorder,
+    adopt_unchained,
     chain_rows,
 )
 from commands.handlers import execute
@@ -324,6 +327,73 @@ def test_concurrent_writers_keep_one_chain(store: Store, crm: Crm, owner: Person
     assert verified.events == crm.position()
 
 
+# --- stores written before the chain existed ----------------------------------------
+
+
+def old_store(database: Database, chained_from: int | None) -> None:
+    """Make the store look written by a release without the chain: no links at all, or
+    links only from ``chained_from`` on, started afresh there (as the first write after
+    the upgrade started them)."""
+    database.delete_links("> ?", 0)
+    if chained_from is None:
+        return
+    rows = database.run(
+        f"SELECT {database.id}, originator_id, originator_version, topic, state "
+        f"FROM {database.events} WHERE {database.id} >= ? ORDER BY {database.id}",
+        (chained_from,),
+    )
+    stored = [StoredEvent(UUID(str(r[1])), r[2], r[3], bytes(r[4])) for r in rows]
+    with database.connect() as con:
+        insert = f"INSERT INTO {database.chain} (position, previous, digest, link) VALUES "
+        links = chain_rows(None, [r[0] for r in rows], stored)
+        if database.kind == "sqlite":
+            con.executemany(insert + "(?, ?, ?, ?)", links)
+        else:
+            con.cursor().executemany(insert + "(%s, %s, %s, %s)", links)
+
+
+@pytest.mark.parametrize("chained_from", [None, 9], ids=["never chained", "chained since 9"])
+def test_an_old_store_is_adopted_once(
+    chained_from: int | None, crm: Crm, owner: Person, database: Database
+) -> None:
+    head = history(crm, owner)
+    old_store(database, chained_from)
+    problem = check(crm).problem
+    assert problem is not None
+    assert (problem.kind, problem.position) == ("inserted", 1)
+    assert adopt_unchained(recorder_of(crm)) == (chained_from or head + 1) - 1
+    verified = check(crm)
+    assert verified.ok, verified.problem
+    assert verified.events == head
+    assert adopt_unchained(recorder_of(crm)) == 0
+    history(crm, owner)  # writes go on chaining from the adopted head
+    assert check(crm).ok
+
+
+def test_adoption_refuses_what_is_not_an_old_store(
+    crm: Crm, owner: Person, database: Database
+) -> None:
+    history(crm, owner)
+    old_store(database, 9)
+    database.delete_links("= ?", 11)  # an event after the chain began, without its link
+    with pytest.raises(AdoptError, match="position 11 is not in the chain"):
+        adopt_unchained(recorder_of(crm))
+    old_store(database, 9)
+    position = database.position_of(b"Account 3")
+    database.set_state(position, database.state(position) + b" ")
+    with pytest.raises(AdoptError, match="does not match its events"):
+        adopt_unchained(recorder_of(crm))
+    assert check(crm).problem is not None  # nothing was adopted
+
+
+def recorder_of(crm: Crm) -> ChainedSQLiteApplicationRecorder | ChainedPostgresApplicationRecorder:
+    recorder = crm.recorder
+    assert isinstance(
+        recorder, ChainedSQLiteApplicationRecorder | ChainedPostgresApplicationRecorder
+    )
+    return recorder
+
+
 # --- snapshots -----------------------------------------------------------------------
 
 
@@ -478,6 +548,10 @@ def test_crm_verify_on_the_command_line(
     key = tmp_path / "keys" / "k.pem"
     env = {**cli_settings(store, tmp_path), "CRM_SIGNING_KEY_FILE": str(key)}
     assert crm_cli(env, "keygen", str(key)).returncode == 0
+    old_store(database, None)
+    adopted = crm_cli(env, "verify", "--adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert f"chained {crm.position()} events written before the hash chain" in adopted.stdout
     checkpoint = str(tmp_path / "cp.json")
     ok = crm_cli(env, "verify", "--checkpoint", checkpoint)
     assert ok.returncode == 0, ok.stderr
