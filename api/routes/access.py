@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from api.deps import CrmDep, UserDep
 from api.schemas import RECORD_KINDS
+from commands.context import UtcDatetime
 from domain.errors import NotPermittedError
 from domain.roles import Role
 from replay.access import AccessReport, access_as_of
@@ -63,7 +64,7 @@ def check_may_audit_access(user: UserDep) -> None:
 def access_at(
     kind: Kind,
     record_id: UUID,
-    at: Annotated[AwareDatetime, Query(description="the moment, with a time zone")],
+    at: Annotated[UtcDatetime, Query(description="the moment, with a time zone")],
     crm: CrmDep,
     user: UserDep,
 ) -> AccessPublic:
