@@ -24,8 +24,7 @@ def access_command(
     at: Annotated[str, typer.Option("--at", help=MOMENT_HELP)],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON, not a table")] = False,
 ) -> None:
-    """Who could read or change the record at --at: every user then, their roles, and why
-    not (from the role-grant, token and deactivation events)."""
+    """Who could read or change the record at --at, from the users' own events."""
     identifier = parse_id(record_id)
     moment = parse_moment(at, "--at")
     with store() as crm:
