@@ -15,9 +15,12 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,21 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, broker: str) -> dict[str
         database_url: str = request.getfixturevalue("postgres_database")
         env["CRM_DATABASE_URL"] = f"{database_url}?schema={new_schema(database_url)}"
     return env
+
+
+@contextmanager
+def watchdog(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill ``process`` if the test still waits on it after TIMEOUT (a line it waits
+    for that never comes would block forever); kill it at the end in any case."""
+    timer = threading.Timer(TIMEOUT, process.kill)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def relay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -214,7 +232,7 @@ def test_a_relay_killed_mid_stream_and_restarted_leaves_no_event_out(
             text=True,
         )
         acknowledged = 0
-        try:
+        with watchdog(process):
             assert process.stderr is not None
             wanted = rng.randint(1, 6)
             for line in process.stderr:
@@ -223,7 +241,6 @@ def test_a_relay_killed_mid_stream_and_restarted_leaves_no_event_out(
                     wanted -= 1
                     if wanted == 0:
                         break
-        finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
         if 0 < acknowledged < len(events):
@@ -256,7 +273,7 @@ def test_a_relay_started_while_the_broker_is_down_reports_its_lag_and_delivers_l
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with watchdog(process):
         assert process.stderr is not None
         warning = next(line for line in process.stderr if "crm.relay" in line)
         assert f"broker {bootstrap} unavailable" in warning
@@ -266,12 +283,46 @@ def test_a_relay_started_while_the_broker_is_down_reports_its_lag_and_delivers_l
             assert process.returncode == 0
             assert f"published {len(events)} events" in stdout
             published = envelopes(read_topic(bootstrap, env["CRM_KAFKA_TOPIC"]))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert count(published) == len(events)
     assert_every_event_in_order(events, published)
+
+
+def test_a_following_relay_publishes_new_events_and_stops_on_sigterm(
+    env: dict[str, str], broker: str
+) -> None:
+    crm = open_crm(env)
+    try:
+        write_history(crm, rounds=1)
+    finally:
+        crm.close()
+    events = stored(env)
+    process = subprocess.Popen(
+        ["crm", "relay", "--verbose"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with watchdog(process):
+        assert process.stderr is not None
+        caught_up = f"..{events[-1][0]}"
+        next(line for line in process.stderr if line.rstrip().endswith(caught_up))
+        crm = open_crm(env)
+        try:
+            late = InviteUser(email="late@example.com", name="Late", role=Role.SALES_REP)
+            execute(crm, late, Context(Authority.system(), source="cli"))
+        finally:
+            crm.close()
+        grown = stored(env)
+        followed = f"..{grown[-1][0]}"
+        next(line for line in process.stderr if line.rstrip().endswith(followed))
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0
+    assert f"published {len(grown)} events" in stdout
+    published = envelopes(read_topic(broker, env["CRM_KAFKA_TOPIC"]))
+    assert count(published) == len(grown)
+    assert_every_event_in_order(grown, published)
 
 
 def test_bad_settings_fail_in_one_line(env: dict[str, str]) -> None:
