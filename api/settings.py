@@ -40,6 +40,15 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=60, description="how often to look for events written elsewhere"
     )
 
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port…]"
+    )
+    kafka_topic: str = Field(default="crm.events", min_length=1, max_length=249)
+    kafka_partitions: int = Field(
+        default=3, ge=1, le=1000, description="partitions of the topic when `crm relay` creates it"
+    )
+    relay_batch_size: int = Field(default=500, ge=1, le=5_000)
+
     @property
     def read_dir(self) -> Path:
         """The DuckDB read models, one file per read model."""

