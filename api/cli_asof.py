@@ -18,10 +18,7 @@ import duckdb
 import typer
 
 from api.cli_common import OutputFormat, err, fail, print_rows, progress_bar, replay_app
-from api.cli_records import MOMENT_HELP, parse_moment
-from api.settings import Settings
-from api.wiring import build_crm
-from commands.app import Crm
+from api.cli_records import MOMENT_HELP, parse_moment, store
 from projections import analysts, analytics
 from projections import board as board_model
 from projections.bulk import BulkBuildError
@@ -59,12 +56,7 @@ def as_of(
     if position is not None and position < 0:
         raise fail("--position must be 0 or more")
     moment = parse_moment(moment_text) if moment_text is not None else None
-    settings = Settings()
-    try:
-        crm: Crm = build_crm(settings)
-    except Exception as error:
-        raise fail(f"cannot open the event store ({settings.store_description}): {error}") from None
-    try:
+    with store() as crm:
         now = datetime.now(UTC)
         last = head(crm.recorder)
         if moment is not None:
@@ -83,8 +75,6 @@ def as_of(
                 built = read_models_as_of(crm.recorder, upto, names, progress=read)
             except BulkBuildError as error:
                 raise fail(str(error)) from None
-    finally:
-        crm.close()
     try:
         yield built, stands_at
     finally:

@@ -86,6 +86,12 @@ class Authority:
     def read_only(self) -> bool:
         return not self.is_system and all(role.read_only for role in self.roles)
 
+    def check_can_see_access(self) -> None:
+        """Who could read or change a record, at any moment, is for Owners and Auditors:
+        those who answer for access."""
+        if not self.is_system and not ({Role.OWNER, Role.AUDITOR} & self.roles):
+            raise NotPermittedError("only Owners and Auditors see who could access a record")
+
     def check_can_write(self) -> None:
         if self.read_only:
             raise ReadOnlyError(

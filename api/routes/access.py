@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from api.deps import CrmDep, UserDep
 from api.schemas import RECORD_KINDS
 from commands.context import UtcDatetime
-from domain.errors import NotPermittedError
 from domain.roles import Role
 from replay.access import AccessReport, access_as_of
 
@@ -55,11 +54,6 @@ class AccessPublic(BaseModel):
         )
 
 
-def check_may_audit_access(user: UserDep) -> None:
-    if not ({Role.OWNER, Role.AUDITOR} & user.role_set):
-        raise NotPermittedError("only Owners and Auditors see who could access a record")
-
-
 @router.get("/{kind}/{record_id}")
 def access_at(
     kind: Kind,
@@ -70,5 +64,5 @@ def access_at(
 ) -> AccessPublic:
     """Every user there was at `at`, their roles then, and whether they could read or
     change the record then, by the rules the CRM enforced (`replay/access.py`)."""
-    check_may_audit_access(user)
+    user.authority.check_can_see_access()
     return AccessPublic.of(access_as_of(crm, RECORD_KINDS[kind], record_id, at))
