@@ -43,6 +43,8 @@ class Context:
     idempotency_key: str | None = None
     expected_version: int | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: Set by an import: every event written is tagged with the batch (``_meta``).
+    import_batch: str | None = None
 
     @property
     def meta(self) -> Meta:
@@ -56,6 +58,7 @@ class Context:
             request_id=self.request_id,
             source=self.source,
             idempotency_key=self.idempotency_key,
+            import_batch=self.import_batch,
         )
 
 

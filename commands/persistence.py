@@ -1,7 +1,8 @@
 """How events are stored: JSON with explicit transcodings, and a metadata envelope.
 
 Stored state of every event is the JSON of its fields plus ``"_meta"``: who did it
-(actor), the request id, the source (api, cli, import) and the idempotency key.
+(actor), the request id, the source (api, cli, import), the idempotency key and, for
+events written by an import, the import batch.
 The event's own ``timestamp`` is the UTC time it was recorded.
 """
 
@@ -45,6 +46,15 @@ class Meta:
     request_id: str
     source: str
     idempotency_key: str | None = None
+    #: The import batch that wrote the event (``crm import``); absent from other events.
+    import_batch: str | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The ``_meta`` of a stored event: every field, ``import_batch`` only when set."""
+        fields = asdict(self)
+        if fields["import_batch"] is None:
+            del fields["import_batch"]
+        return fields
 
     @classmethod
     def of(cls, domain_event: object) -> Meta | None:
@@ -70,7 +80,7 @@ class CrmMapper(Mapper[UUID]):
         if class_version > 1:
             event_state["class_version"] = class_version
         if meta is not None:  # a snapshot is not an event of the history: no metadata
-            event_state[META_KEY] = asdict(meta)
+            event_state[META_KEY] = meta.stored()
         return StoredEvent(
             originator_id=originator_id,
             originator_version=originator_version,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
@@ -188,7 +187,7 @@ def test_every_event_is_stored_as_json_with_its_metadata(crm: Crm) -> None:
     for notification in crm.recorder.select_notifications(start=1, limit=100_000):
         assert not notification.state.startswith(b"\x80"), "pickle protocol marker"
         assert notification.topic.startswith(("domain.", "commands."))
-    assert all(state["_meta"] == asdict(META) for state in states)
+    assert all(state["_meta"] == META.stored() for state in states)
     assert all(state["timestamp"]["_type_"] == "datetime_iso" for state in states)
 
 
