@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from api import problems
 from api.deps import CrmDep
+from api.metrics import server_registry
 from api.middleware import BodyGuard, CatchUnexpected
 from api.routes import (
     access,
@@ -66,6 +69,7 @@ def create_app(
                 the_crm.close()
             raise
         app.state.as_of = AsOfCache(the_crm.recorder)
+        app.state.metrics = server_registry(the_crm, the_reads)
         the_crm.commit_listeners.append(the_reads.runner.wake)
         if own_reads:
             the_reads.start()
@@ -111,5 +115,15 @@ def create_app(
     @app.get("/health", tags=["health"])
     def health(crm: CrmDep) -> Health:
         return Health(status="ok", position=crm.position())
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics: the store's head, each read model's position and lag",
+    )
+    def metrics(request: Request) -> Response:
+        registry = request.app.state.metrics
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

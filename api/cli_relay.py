@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from api.cli_common import app, err, fail, out, progress_bar
+from api.metrics import relay_registry, serve_metrics
 from api.settings import Settings
 from api.wiring import build_crm
 from streaming.relay import MAX_BATCH, KafkaTarget, Relay
@@ -24,6 +25,16 @@ def relay(
         int | None,
         typer.Option(
             "--batch-size", min=1, max=MAX_BATCH, help="default CRM_RELAY_BATCH_SIZE or 500"
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="serve Prometheus metrics (lag, position) on CRM_HOST:PORT/metrics; "
+            "default CRM_RELAY_METRICS_PORT, else none",
         ),
     ] = None,
     verbose: Annotated[
@@ -46,19 +57,27 @@ def relay(
     except Exception as error:
         raise fail(f"cannot open the event store ({settings.store_description}): {error}") from None
     try:
+        publisher = Relay(
+            crm.recorder,
+            target,
+            batch_size=batch_size or settings.relay_batch_size,
+            poll_seconds=settings.projection_poll_seconds,
+        )
+        port = metrics_port or settings.relay_metrics_port
+        if port is not None:
+            try:
+                serve_metrics(relay_registry(publisher), port, settings.host)
+            except OSError as error:
+                raise fail(
+                    f"cannot serve metrics on {settings.host}:{port}: {error.strerror}"
+                ) from None
         with progress_bar(f"relaying to {target.topic}") as progress:
             task = progress.add_task(f"relaying to {target.topic}", total=crm.position())
 
             def advance(position: int, head: int) -> None:
                 progress.update(task, completed=position, total=head)
 
-            publisher = Relay(
-                crm.recorder,
-                target,
-                batch_size=batch_size or settings.relay_batch_size,
-                poll_seconds=settings.projection_poll_seconds,
-                progress=advance,
-            )
+            publisher.progress = advance
             signal.signal(signal.SIGTERM, lambda *_: publisher.stop())
             signal.signal(signal.SIGINT, lambda *_: publisher.stop())
             try:

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default=3, ge=1, le=1000, description="partitions of the topic when `crm relay` creates it"
     )
     relay_batch_size: int = Field(default=500, ge=1, le=5_000)
+    relay_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="port on CRM_HOST where crm relay serves Prometheus metrics (unset: none)",
+    )
 
     @property
     def read_dir(self) -> Path:

@@ -180,6 +180,8 @@ class Relay:
         #: Every event up to here is acknowledged by the broker (None: not known yet).
         self.position: int | None = None
         self.published = 0
+        #: The broker's last error while the relay retries; None while it answers.
+        self.broker_error: str | None = None
         self._stopped = threading.Event()
 
     def head(self) -> int:
@@ -198,6 +200,7 @@ class Relay:
                 self._session(once)
                 break
             except KafkaError as error:
+                self.broker_error = str(error) or type(error).__name__
                 lag = self.head() - (self.position or 0)
                 log.warning(
                     "broker %s unavailable (%s); %d events behind; retrying in %.1f s",
@@ -213,6 +216,7 @@ class Relay:
     def _session(self, once: bool) -> None:
         ensure_topic(self.target)
         self.position = resume_position(read_tails(self.target))
+        self.broker_error = None
         log.info("resuming after position %d", self.position)
         if self.progress is not None:
             self.progress(self.position, max(self.position, self.head()))
