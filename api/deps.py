@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from api.ratelimit import TokenBuckets
 from commands.app import Crm
 from commands.context import Context
 from commands.errors import UnauthenticatedError
-from commands.tokens import authenticate
+from commands.tokens import authenticate, token_id_of
 from domain.errors import InvalidValueError
 from domain.user import User
 
@@ -28,6 +29,7 @@ CrmDep = Annotated[Crm, Depends(get_crm)]
 
 
 def current_user(
+    request: Request,
     crm: CrmDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> User:
@@ -36,7 +38,9 @@ def current_user(
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthenticatedError("send Authorization: Bearer <token>")
-    return authenticate(crm, token.strip())
+    user = authenticate(crm, token.strip())
+    request.state.token_id = token_id_of(token.strip())
+    return user
 
 
 UserDep = Annotated[User, Depends(current_user)]
@@ -52,11 +56,16 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 def command_context(
+    request: Request,
     user: UserDep,
     idempotency_key: Annotated[str | None, Header()] = None,
     if_match: Annotated[str | None, Header()] = None,
     x_request_id: Annotated[str | None, Header()] = None,
 ) -> Context:
+    # Every command goes through here: each token's writes are limited (429) before
+    # anything is decided.
+    limits: TokenBuckets = request.app.state.write_limits
+    limits.take(str(request.state.token_id))
     if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
         raise InvalidValueError("X-Request-ID has 1 to 100 letters, digits or ._:-")
     return Context(

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from api.ratelimit import RateLimitedError
 from api.reading import ReadModelUnavailableError
 from commands.errors import (
     ConflictError,
@@ -41,6 +42,7 @@ TITLES = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -79,6 +81,7 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (InterfaceError, 503, "store-unavailable"),
     (ReadModelUnavailableError, 503, "read-model-unavailable"),
     (AsOfBusyError, 503, "as-of-busy"),
+    (RateLimitedError, 429, "rate-limited"),
     (InvalidValueError, 422, "invalid-value"),
     (StateConflictError, 409, "rule-violation"),
     (NotPermittedError, 403, "forbidden"),
@@ -93,6 +96,8 @@ def error_response(error: Exception) -> JSONResponse:
                 headers = {
                     "Retry-After": "1" if isinstance(error, ReadModelUnavailableError) else "5"
                 }
+            if isinstance(error, RateLimitedError):
+                headers = {"Retry-After": str(error.retry_after)}
             return problem(status, str(error), slug, headers=headers)
     log.exception("unexpected error", exc_info=error)
     return problem(500, "an unexpected error occurred; it has been logged", "internal")

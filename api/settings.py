@@ -20,6 +20,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    write_rate_per_second: float = Field(
+        default=50.0,
+        ge=0,
+        le=1_000_000,
+        description="commands a second each API token may send after its burst (0: no limit)",
+    )
+    write_burst: int = Field(
+        default=500, ge=1, le=1_000_000, description="commands an API token may send at once"
+    )
     group_commit: bool = Field(
         default=True,
         description="commit concurrent commands together in one transaction (off: one each)",

@@ -348,12 +348,15 @@ def server_env(
     data_dir: Path, database_url: str | None, extra: Mapping[str, str]
 ) -> dict[str, str]:
     """The environment of the server: this one without any ``CRM_*`` setting of the
-    caller's, then the store, then ``extra``."""
+    caller's, then the store, no write limit, then ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
     env["CRM_DATA_DIR"] = str(data_dir)
     if database_url:
         env["CRM_DATABASE_URL"] = database_url
+    # A few tokens send every command of a benchmark: measure the write path, not the
+    # per-token write limit (``--server-env CRM_WRITE_RATE_PER_SECOND=50`` puts it back).
+    env["CRM_WRITE_RATE_PER_SECOND"] = "0"
     env.update(extra)
     return env
 

@@ -38,6 +38,12 @@ def new_token(user_id: UUID) -> NewToken:
     )
 
 
+def token_id_of(token: str) -> UUID | None:
+    """The id of a well-formed token (not a proof that it is valid)."""
+    match = _TOKEN.match(token)
+    return UUID(match[2]) if match else None
+
+
 def authenticate(crm: Crm, token: str) -> User:
     """The active user a token belongs to, or :class:`UnauthenticatedError`."""
     match = _TOKEN.match(token)
