@@ -12,12 +12,17 @@ with the same read models fed from the store.
 from __future__ import annotations
 
 import os
+import random
+import re
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
 from commands.context import Context
 from commands.handlers import execute
@@ -37,7 +42,7 @@ from tests.projections.compare import (
 )
 from tests.projections.test_crash import open_crm, write_history
 from tests.services import new_schema
-from tests.streaming.test_relay import BIN, TIMEOUT, relay, stored
+from tests.streaming.test_relay import BIN, TIMEOUT, read_topic, relay, stored, watchdog
 
 OFFSETS = "kafka_offsets"
 
@@ -150,4 +155,96 @@ def test_kafka_fed_read_models_are_identical_to_store_fed_ones(both_env: dict[st
     assert relay(env).returncode == 0
     second = project(env)
     assert f"applied {len(stored(env)) - len(events)} events" in second.stdout
+    assert_identical(env)
+
+
+def follow(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`crm project --source kafka -v` following the topic (stopped by the test)."""
+    return subprocess.Popen(
+        ["crm", "project", "--source", "kafka", "--group", env["GROUP"], "-v", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def positions(env: dict[str, str]) -> dict[str, int]:
+    return {row[0]: row[1] for row in kafka_fed(env)[POSITIONS].rows}
+
+
+APPLYING = re.compile(r"applying positions \d+\.\.(\d+) to .*/(\w+)-\d+\.duckdb$")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_kafka_fed_projector_killed_mid_batch_and_restarted_is_identical(
+    env: dict[str, str],
+) -> None:
+    crm = open_crm(env)
+    try:
+        write_history(crm, rounds=24)
+    finally:
+        crm.close()
+    assert relay(env, "--batch-size", "9").returncode == 0
+    small = {**env, "CRM_PROJECTION_BATCH_SIZE": "25"}
+    rng = random.Random(20261204)
+    mid_batch = 0
+    for _ in range(3):
+        process = follow(small, "--once")
+        with watchdog(process):
+            assert process.stderr is not None
+            let_through = rng.randint(0, 2 * len(PROJECTORS))
+            batch_end, read_model = None, ""
+            for line in process.stderr:
+                match = APPLYING.search(line.strip())
+                if match is None:
+                    continue
+                if let_through == 0:
+                    batch_end, read_model = int(match[1]), match[2]
+                    break
+                let_through -= 1
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        if batch_end is not None and positions(env)[read_model] < batch_end:
+            mid_batch += 1  # killed before that read model committed the batch
+    assert mid_batch >= 1, "no kill landed in the middle of a batch"
+    project(env)
+    assert_identical(env)
+
+
+def test_messages_published_twice_are_applied_once(env: dict[str, str], broker: str) -> None:
+    crm = open_crm(env)
+    try:
+        write_history(crm, rounds=3)
+    finally:
+        crm.close()
+    assert relay(env, "--batch-size", "5").returncode == 0
+    topic = env["CRM_KAFKA_TOPIC"]
+    published = [m for ms in read_topic(broker, topic).values() for m in ms]
+    rng = random.Random(7)
+    producer = KafkaProducer(bootstrap_servers=[broker], acks="all")
+
+    def again(records: list[Any], headers: bool) -> None:
+        for record in records:
+            kept = list(record.headers) if headers else []
+            producer.send(topic, key=record.key, value=record.value, headers=kept)
+        producer.flush()
+
+    # Before the first run: some messages again, with and without the relay's headers.
+    again(rng.sample(published, 10), headers=True)
+    again(rng.sample(published, 5), headers=False)
+    first = project(env)
+    events = stored(env)
+    assert f"applied {len(events)} events" in first.stdout
+    assert "15 repeats dropped" in first.stderr
+    assert_identical(env)
+
+    # After a restart: everything again; the stored offsets and positions know it all.
+    again(published, headers=True)
+    second = project(env)
+    assert "applied 0 events" in second.stdout
+    # (A restart also reads the last batch again from its start, to count it.)
+    repeats = re.search(r"([\d,]+) repeats dropped", second.stderr)
+    assert repeats is not None and int(repeats[1].replace(",", "")) >= len(published)
+    producer.close()
     assert_identical(env)
