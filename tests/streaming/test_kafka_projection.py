@@ -16,11 +16,14 @@ import random
 import re
 import signal
 import subprocess
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from kafka import KafkaProducer
 
@@ -31,6 +34,7 @@ from domain.roles import Authority, Role
 from projections.files import ReadFiles
 from projections.registry import PROJECTORS
 from projections.store import ReadStore
+from streaming.relay import KafkaTarget, ensure_topic
 from tests.projections.compare import (
     POSITIONS,
     Content,
@@ -245,6 +249,110 @@ def test_messages_published_twice_are_applied_once(env: dict[str, str], broker: 
     assert "applied 0 events" in second.stdout
     # (A restart also reads the last batch again from its start, to count it.)
     repeats = re.search(r"([\d,]+) repeats dropped", second.stderr)
-    assert repeats is not None and int(repeats[1].replace(",", "")) >= len(published)
+    assert repeats is not None
+    assert int(repeats[1].replace(",", "")) >= len(published)
     producer.close()
     assert_identical(env)
+
+
+class Lines:
+    """The stderr lines of a process, collected by a thread as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            with self.changed:
+                self.lines.append(line.strip())
+                self.changed.notify_all()
+
+    def last(self, pattern: str) -> re.Match[str] | None:
+        with self.changed:
+            for line in reversed(self.lines):
+                if (match := re.search(pattern, line)) is not None:
+                    return match
+        return None
+
+
+def wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def assigned(lines: Lines) -> set[int]:
+    match = lines.last(r"assigned partitions \[([\d, ]*)\]")
+    return {int(n) for n in match[1].split(",") if n.strip()} if match else set()
+
+
+def caught_up(lines: Lines) -> dict[int, int]:
+    match = lines.last(r"caught up: offsets (.*)$")
+    if match is None:
+        return {}
+    pairs = (pair.split(":") for pair in match[1].split(", ") if pair)
+    return {int(p): int(o) for p, o in pairs}
+
+
+def test_two_processes_in_one_group_each_hold_the_events_of_their_partitions(
+    env: dict[str, str], broker: str, tmp_path: Path
+) -> None:
+    topic = env["CRM_KAFKA_TOPIC"]
+    ensure_topic(KafkaTarget(broker, topic, partitions=3))
+    mine = {name: {**env, "CRM_DATA_DIR": str(tmp_path / name)} for name in ("a", "b")}
+    processes = {name: follow(e) for name, e in mine.items()}
+    with watchdog(processes["a"]), watchdog(processes["b"]):
+        lines = {name: Lines(process) for name, process in processes.items()}
+        # Both joined and the group settled: the partitions split between them.
+        wait_until(
+            lambda: (
+                assigned(lines["a"]).isdisjoint(assigned(lines["b"]))
+                and assigned(lines["a"]) | assigned(lines["b"]) == {0, 1, 2}
+                and all(assigned(lines[n]) for n in lines)
+            ),
+            "the two processes share the partitions",
+        )
+        crm = open_crm(env)
+        try:
+            write_history(crm, rounds=6)
+        finally:
+            crm.close()
+        assert relay(env, "--batch-size", "4").returncode == 0
+        on_topic = read_topic(broker, topic)
+        ends = {partition: len(messages) for partition, messages in on_topic.items()}
+        wait_until(
+            lambda: all(
+                caught_up(lines[n]) == {p: ends[p] for p in assigned(lines[n])} for n in lines
+            ),
+            "both processes read their partitions to the end",
+        )
+        owned = {name: assigned(lines[name]) for name in lines}
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            assert process.wait(timeout=TIMEOUT) == 0
+
+    positions_on = {
+        partition: {orjson.loads(m.value)["position"] for m in messages}
+        for partition, messages in on_topic.items()
+    }
+
+    def audited(tables: Content) -> list[int]:
+        audit = tables["audit_log"]
+        column = audit.columns.index("position")
+        return [row[column] for row in audit.rows]
+
+    in_store = audited(store_fed(env))
+    held: dict[str, list[int]] = {}
+    for name, process_env in mine.items():
+        held[name] = audited(kafka_fed(process_env))
+        # Exactly the audit rows of the events of its own partitions, each once.
+        on_mine = set().union(*(positions_on[p] for p in owned[name]))
+        assert sorted(held[name]) == sorted(p for p in in_store if p in on_mine)
+    # Together: the store-fed audit log, every row in one process only.
+    assert sorted(held["a"] + held["b"]) == sorted(in_store)
