@@ -10,7 +10,7 @@ import sys
 from api.cli_common import err, fail, out, progress_bar
 from api.settings import Settings
 from projections.files import ReadFiles
-from projections.host import ReadModelsLockedError, open_store
+from projections.host import ReadModelsLockedError, answer_snapshot_requests, open_store
 from projections.projector import ProjectionError
 from projections.registry import PROJECTORS
 from projections.store import ReadStore
@@ -52,7 +52,13 @@ def project_from_kafka(settings: Settings, group: str, once: bool, verbose: bool
                 def advance(read: int, end: int) -> None:
                     progress.update(task, completed=read, total=end)
 
-                source.run(once=once, progress=advance)
+                by_name = dict(zip(PROJECTORS, stores, strict=True))
+                source.run(
+                    once=once,
+                    progress=advance,
+                    # `crm sql` and `crm export` meanwhile: as of the last committed batch.
+                    between_batches=lambda: answer_snapshot_requests(files.directory, by_name),
+                )
         except (ProjectionError, SequenceError) as error:
             raise fail(str(error)) from None
         except ValueError as error:  # a message on the topic that is not an envelope

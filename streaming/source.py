@@ -114,9 +114,15 @@ class KafkaSource:
     def stop(self) -> None:
         self._stopped.set()
 
-    def run(self, once: bool = False, progress: Progress | None = None) -> None:
+    def run(
+        self,
+        once: bool = False,
+        progress: Progress | None = None,
+        between_batches: Callable[[], None] | None = None,
+    ) -> None:
         """Consume until stopped, or (``once``) until the assigned partitions are read to
-        their ends and nothing more arrives."""
+        their ends and nothing more arrives; ``between_batches`` runs after each poll
+        (e.g. to answer snapshot requests)."""
         consumer = KafkaConsumer(
             group_id=self.group,
             enable_auto_commit=False,
@@ -132,6 +138,8 @@ class KafkaSource:
             while not self._stopped.is_set():
                 read = self._poll(consumer)
                 self._apply_due(consumer)
+                if between_batches is not None:
+                    between_batches()
                 lag = self.lag()
                 if progress is not None:
                     progress(lag.read, lag.end)

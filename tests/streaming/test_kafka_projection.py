@@ -332,6 +332,17 @@ def test_two_processes_in_one_group_each_hold_the_events_of_their_partitions(
             "both processes read their partitions to the end",
         )
         owned = {name: assigned(lines[name]) for name in lines}
+        # `crm sql` while it runs: from a snapshot the process writes between batches.
+        counted = subprocess.run(
+            ["crm", "sql", "SELECT count(*) AS n FROM audit_log", "--format", "csv"],
+            env=mine["a"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert counted.returncode == 0, counted.stderr
+        assert "snapshot" in counted.stderr
         for process in processes.values():
             process.send_signal(signal.SIGTERM)
         for process in processes.values():
@@ -354,5 +365,6 @@ def test_two_processes_in_one_group_each_hold_the_events_of_their_partitions(
         # Exactly the audit rows of the events of its own partitions, each once.
         on_mine = set().union(*(positions_on[p] for p in owned[name]))
         assert sorted(held[name]) == sorted(p for p in in_store if p in on_mine)
+    assert counted.stdout.split() == ["n", str(len(held["a"]))]
     # Together: the store-fed audit log, every row in one process only.
     assert sorted(held["a"] + held["b"]) == sorted(in_store)
