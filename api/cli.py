@@ -26,6 +26,7 @@ from api.cli_common import (
     progress_bar,
     system_context,
 )
+from api.cli_kafka import project_from_kafka
 from api.settings import Settings
 from api.wiring import build_crm, build_read_models
 from commands.errors import CommandError
@@ -124,20 +125,35 @@ def check_names(names: list[str] | None) -> list[str]:
     return chosen
 
 
+class Source(StrEnum):
+    store = "store"
+    kafka = "kafka"
+
+
 @app.command()
 def project(
     once: Annotated[
-        bool, typer.Option("--once", help="catch up with the store, then exit")
+        bool, typer.Option("--once", help="catch up with the store (or the topic), then exit")
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="log every batch applied and committed")
     ] = False,
+    source: Annotated[
+        Source,
+        typer.Option(help="where the events come from: the store, or the topic CRM_KAFKA_TOPIC"),
+    ] = Source.store,
+    group: Annotated[
+        str, typer.Option(help="with --source kafka: the consumer group sharing the partitions")
+    ] = "crm-projections",
 ) -> None:
     """Run the projections on their own (not inside `crm serve`): catch up, then follow."""
+    settings = Settings()
+    if source is Source.kafka:
+        project_from_kafka(settings, group, once, verbose)
+        return
     if verbose:
         logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
         logging.getLogger("crm.projections").setLevel(logging.DEBUG)
-    settings = Settings()
     crm = build_crm(settings)
     try:
         try:

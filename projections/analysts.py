@@ -123,20 +123,30 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
+#: Tables every read model's file has, read as one view over all of them:
+#: ``kafka_offsets`` (a Kafka-fed read model's offsets) gains a ``read_model`` column.
+BOOKKEEPING = {
+    "projection_positions": "SELECT * FROM {source}",
+    "kafka_offsets": "SELECT '{name}' AS read_model, * FROM {source}",
+}
+
+
 def _create_views(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> None:
-    positions: list[str] = []
+    unions: dict[str, list[str]] = {}
     for name in names:
         tables = con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name",
             [name],
         ).fetchall()
         for (table,) in tables:
-            if table == "projection_positions":
-                positions.append(f'SELECT * FROM "{name}".main.projection_positions')
+            source = f'"{name}".main."{table}"'
+            if table in BOOKKEEPING:
+                select = BOOKKEEPING[table].format(name=name, source=source)
+                unions.setdefault(table, []).append(select)
                 continue
-            con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM "{name}".main."{table}"')
-    if positions:
-        con.execute("CREATE VIEW projection_positions AS " + " UNION ALL ".join(positions))
+            con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM {source}')
+    for table, selects in unions.items():
+        con.execute(f'CREATE VIEW "{table}" AS ' + " UNION ALL ".join(selects))
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -172,10 +182,10 @@ def tables_of(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     return [
         table
         for (table,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? "
-            "AND table_name <> 'projection_positions' ORDER BY table_name",
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name",
             [name],
         ).fetchall()
+        if table not in BOOKKEEPING
     ]
 
 

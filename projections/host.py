@@ -187,21 +187,30 @@ class ReadModels:
         """
         if self.files is None:
             return
-        requests = sorted(self.files.directory.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_REQUEST_SUFFIX}"))
-        if not requests:
-            return
-        self.runner.catch_up()
-        for request in requests:
-            try:
-                wanted = request.read_text().split()
-            except FileNotFoundError:  # the asking process gave up
-                continue
-            target = request.with_name(request.name.removesuffix(SNAPSHOT_REQUEST_SUFFIX))
-            target.mkdir(exist_ok=True)
-            for name, store in self.stores.items():
-                if not wanted or name in wanted:
-                    write_snapshot(store, target / f"{name}.duckdb")
-            request.unlink(missing_ok=True)
+        answer_snapshot_requests(self.files.directory, self.stores, before=self.runner.catch_up)
+
+
+def answer_snapshot_requests(
+    directory: Path, stores: Mapping[str, ReadStore], before: Callable[[], object] | None = None
+) -> None:
+    """Answer every pending snapshot request in ``directory`` with a copy of the stores
+    it names (as of their last committed batch; ``before`` runs first if there is one)."""
+    requests = sorted(directory.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_REQUEST_SUFFIX}"))
+    if not requests:
+        return
+    if before is not None:
+        before()
+    for request in requests:
+        try:
+            wanted = request.read_text().split()
+        except FileNotFoundError:  # the asking process gave up
+            continue
+        target = request.with_name(request.name.removesuffix(SNAPSHOT_REQUEST_SUFFIX))
+        target.mkdir(exist_ok=True)
+        for name, store in stores.items():
+            if not wanted or name in wanted:
+                write_snapshot(store, target / f"{name}.duckdb")
+        request.unlink(missing_ok=True)
 
 
 def write_snapshot(store: ReadStore, path: Path) -> None:

@@ -9,7 +9,7 @@ own ``TrackingRecorderTestCase``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from time import monotonic
@@ -83,8 +83,14 @@ class ReadStore(TrackingRecorder):
     def positions(self) -> dict[str, int]:
         return dict(self._positions)
 
-    def apply(self, batches: Sequence[tuple[Projector, Sequence[Recorded]]], position: int) -> None:
-        """Apply each projector's events and move all of them to ``position``, atomically."""
+    def apply(
+        self,
+        batches: Sequence[tuple[Projector, Sequence[Recorded]]],
+        position: int,
+        also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    ) -> None:
+        """Apply each projector's events and move all of them to ``position``, atomically;
+        ``also`` writes in the same transaction (a Kafka source's offsets)."""
         with self._write_lock:
             self.con.begin()
             try:
@@ -94,6 +100,8 @@ class ReadStore(TrackingRecorder):
                         "UPDATE projection_positions SET position = ? WHERE projection = ?",
                         [position, projector.name],
                     )
+                if also is not None:
+                    also(self.con)
                 self.con.commit()
             except BaseException:
                 self.con.rollback()

@@ -71,6 +71,21 @@ class Envelope:
     def from_notification(cls, notification: StoredNotification) -> Envelope:
         return cls.of(decode(notification))
 
+    def recorded(self) -> Recorded:
+        """The event as the read side sees it (the inverse of :meth:`of`): what a
+        projector fed from the topic consumes, the same as one fed from the store."""
+        return Recorded(
+            position=self.position,
+            aggregate_id=self.aggregate_id,
+            version=self.version,
+            name=self.type,
+            recorded_at=self.recorded_at,
+            actor=self.actor,
+            request_id=self.request_id,
+            source=self.source,
+            data=self.payload,
+        )
+
     @property
     def key(self) -> bytes:
         """The message key: the aggregate id."""

@@ -37,6 +37,9 @@ log = logging.getLogger("crm.relay")
 
 BATCH_FIRST = "crm-batch-first"
 BATCH_COUNT = "crm-batch-count"
+#: The position a batch was read after: every event up to it is in earlier batches
+#: (consumers chain batches by it; positions may have gaps).
+BATCH_AFTER = "crm-batch-after"
 
 #: The largest batch: the relay reads back twice this many messages of each partition.
 MAX_BATCH = 5_000
@@ -252,6 +255,7 @@ class Relay:
         headers = [
             (BATCH_FIRST, str(page[0].id).encode()),
             (BATCH_COUNT, str(len(page)).encode()),
+            (BATCH_AFTER, str(start).encode()),
         ]
         futures = []
         for notification in page:
