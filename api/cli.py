@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -82,6 +83,10 @@ def init(
 def token(
     email: Annotated[str, typer.Argument(help="e-mail of an existing user")],
     label: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="refused after this many days (default: never)"),
+    ] = None,
 ) -> None:
     """Issue a new API token for a user (operator recovery); printed once."""
     crm = build_crm(Settings())
@@ -89,7 +94,11 @@ def token(
         key = crm.find(UniqueKey, key_id(USER_EMAIL_SCOPE, normalize_email(email)))
         if key is None or key.holder_id is None:
             raise fail(f"no user with e-mail {email}")
-        receipt = execute(crm, IssueToken(user_id=key.holder_id, label=label), system_context())
+        expires_at = (
+            datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+        )
+        issue = IssueToken(user_id=key.holder_id, label=label, expires_at=expires_at)
+        receipt = execute(crm, issue, system_context())
     except (DomainError, CommandError, ValueError) as error:
         raise fail(str(error)) from None
     finally:

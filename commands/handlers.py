@@ -59,10 +59,15 @@ HANDLERS: dict[type[Payload], Handler] = {
     users.DeactivateUser: users.deactivate_user,
     users.IssueToken: users.issue_token,
     users.RevokeToken: users.revoke_token,
+    users.RotateToken: users.rotate_token,
 }
 
 #: Read-only users (Auditors) may still look after their own tokens.
-ALLOWED_READ_ONLY: tuple[type[Payload], ...] = (users.IssueToken, users.RevokeToken)
+ALLOWED_READ_ONLY: tuple[type[Payload], ...] = (
+    users.IssueToken,
+    users.RevokeToken,
+    users.RotateToken,
+)
 
 
 def execute(crm: Crm, command: Payload, ctx: Context) -> Receipt:

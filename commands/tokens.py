@@ -8,6 +8,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from commands.app import Crm
@@ -58,6 +59,8 @@ def authenticate(crm: Crm, token: str) -> User:
     # Compare even when the token id is unknown, so timing tells nothing.
     if not hmac.compare_digest(stored or "0" * 64, hash_secret(secret)) or stored is None:
         raise UnauthenticatedError("unknown or revoked token")
+    if user.token_hash(token_id, datetime.now(UTC)) is None:
+        raise UnauthenticatedError("token expired")
     if not user.active:
         raise UnauthenticatedError("user is deactivated")
     return user

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import EmailStr, Field
 
 from commands.app import Crm
-from commands.context import Context, Decision, Payload
+from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import load_target
 from commands.tokens import new_token
 from domain.index import UniqueKey
@@ -46,10 +46,24 @@ class DeactivateUser(Payload):
 
 class TokenRequest(Payload):
     label: str = Field(default="", max_length=100)
+    #: From this moment the token is refused (401); none: it lasts until revoked.
+    expires_at: UtcDatetime | None = None
 
 
 class IssueToken(TokenRequest):
     user_id: UUID
+
+
+class RotationRequest(Payload):
+    #: The new token's expiry (none: it lasts until revoked).
+    expires_at: UtcDatetime | None = None
+
+
+class RotateToken(RotationRequest):
+    """Issue a new token and revoke ``token_id`` in one change."""
+
+    user_id: UUID
+    token_id: UUID
 
 
 class RevokeToken(Payload):
@@ -106,7 +120,30 @@ def deactivate_user(cmd: DeactivateUser, crm: Crm, ctx: Context) -> Decision:
 def issue_token(cmd: IssueToken, crm: Crm, ctx: Context) -> Decision:
     user = load_target(crm, User, cmd.user_id, ctx)
     token = new_token(user.id)
-    user.issue_token(token.token_id, token.token_hash, cmd.label, by=ctx.actor)
+    user.issue_token(
+        token.token_id,
+        token.token_hash,
+        cmd.label,
+        by=ctx.actor,
+        expires_at=cmd.expires_at,
+        now=ctx.now,
+    )
+    return Decision(
+        user, created={"token_id": token.token_id}, shown_once={"token": token.plaintext}
+    )
+
+
+def rotate_token(cmd: RotateToken, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    token = new_token(user.id)
+    user.rotate_token(
+        cmd.token_id,
+        token.token_id,
+        token.token_hash,
+        by=ctx.actor,
+        expires_at=cmd.expires_at,
+        now=ctx.now,
+    )
     return Decision(
         user, created={"token_id": token.token_id}, shown_once={"token": token.plaintext}
     )

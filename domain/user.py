@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -53,9 +55,16 @@ class User(Aggregate):
         deactivated_by: UUID | None
 
     class TokenIssued(Aggregate.Event):
+        class_version = 2
         token_id: UUID
         token_hash: str
         label: str
+        #: The token is refused from this moment on (None: until revoked).
+        expires_at: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["expires_at"] = None  # tokens issued before expiry existed never expire
 
     class TokenRevoked(Aggregate.Event):
         token_id: UUID
@@ -131,22 +140,77 @@ class User(Aggregate):
     def _deactivate(self, deactivated_by: UUID | None) -> None:
         self.active = False
         self.tokens = {}
+        self.expiries.clear()
 
     def check_can_handle_tokens(self, by: Authority) -> None:
         """A user handles their own tokens; otherwise only someone above them may."""
         if by.user_id != self.id:
             by.check_can_manage(self.id, self.role_set)
 
-    def issue_token(self, token_id: UUID, token_hash: str, label: str, by: Authority) -> None:
+    def issue_token(
+        self,
+        token_id: UUID,
+        token_hash: str,
+        label: str,
+        by: Authority,
+        expires_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> None:
         self.check_active()
         self.check_can_handle_tokens(by)
         if len(label) > 100:
             raise InvalidValueError("token label must be at most 100 characters")
-        self._issue_token(token_id=token_id, token_hash=token_hash, label=label)
+        if expires_at is not None and now is not None and expires_at <= now:
+            raise InvalidValueError("a token's expiry must lie in the future")
+        self._issue_token(
+            token_id=token_id, token_hash=token_hash, label=label, expires_at=expires_at
+        )
 
     @event(TokenIssued)
-    def _issue_token(self, token_id: UUID, token_hash: str, label: str) -> None:
+    def _issue_token(
+        self, token_id: UUID, token_hash: str, label: str, expires_at: datetime | None
+    ) -> None:
         self.tokens[str(token_id)] = token_hash
+        if expires_at is not None:
+            self.expiries[str(token_id)] = expires_at
+
+    @property
+    def expiries(self) -> dict[str, datetime]:
+        """Token id (its ``str``) -> when it expires, for tokens that do. Kept in the
+        instance's own dict, so snapshots taken before expiry existed still load."""
+        expiries: dict[str, datetime] = self.__dict__.setdefault("token_expiries", {})
+        return expiries
+
+    def token_hash(self, token_id: UUID, at: datetime) -> str | None:
+        """The hash of an active token's secret at ``at``; None once revoked or expired."""
+        expires_at = self.expiries.get(str(token_id))
+        if expires_at is not None and at >= expires_at:
+            return None
+        return self.tokens.get(str(token_id))
+
+    def live_tokens(self, at: datetime) -> list[str]:
+        """The ids of the tokens that authenticated at ``at`` (issued, neither revoked
+        nor expired)."""
+        return [t for t in self.tokens if self.token_hash(UUID(t), at) is not None]
+
+    def rotate_token(
+        self,
+        token_id: UUID,
+        new_token_id: UUID,
+        token_hash: str,
+        by: Authority,
+        expires_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Replace a token by a new one in one change: the new one issued, the old one
+        revoked (two events, saved together)."""
+        self.check_active()
+        self.check_can_handle_tokens(by)
+        if str(token_id) not in self.tokens:
+            raise UnknownTokenError(f"token {token_id} is not an active token of this user")
+        label = f"rotated from {token_id}"
+        self.issue_token(new_token_id, token_hash, label, by, expires_at=expires_at, now=now)
+        self._revoke_token(token_id=token_id)
 
     def revoke_token(self, token_id: UUID, by: Authority) -> None:
         self.check_can_handle_tokens(by)
@@ -157,6 +221,7 @@ class User(Aggregate):
     @event(TokenRevoked)
     def _revoke_token(self, token_id: UUID) -> None:
         del self.tokens[str(token_id)]
+        self.expiries.pop(str(token_id), None)
 
 
 class OwnerRoster(Aggregate):

@@ -77,7 +77,7 @@ def access_as_of(
             raise
         record = None  # it came later: nobody could touch it then
     owner_id = _owner_of(record)
-    users = [_judge(user, cls, record, owner_id) for user in _users_as_of(crm, moment)]
+    users = [_judge(user, cls, record, owner_id, moment) for user in _users_as_of(crm, moment)]
     users.sort(key=lambda u: (not u.could_change, not u.could_read, u.email))
     return AccessReport(
         kind=kind_name(cls),
@@ -90,17 +90,22 @@ def access_as_of(
 
 
 def _judge(
-    user: User, cls: type[Aggregate], record: Aggregate | None, owner_id: UUID | None
+    user: User,
+    cls: type[Aggregate],
+    record: Aggregate | None,
+    owner_id: UUID | None,
+    moment: datetime,
 ) -> UserAccess:
     authority = user.authority
     reason: str | None = None
-    could_act = user.active and bool(user.tokens)
+    live = user.live_tokens(moment)
+    could_act = user.active and bool(live)
     if record is None:
         reason = "the record did not exist yet"
     elif not user.active:
         reason = "deactivated"
-    elif not user.tokens:
-        reason = "held no token"
+    elif not live:
+        reason = "held no token"  # none issued, or every one revoked or expired
     else:
         try:
             authority.check_can_write()
@@ -116,7 +121,7 @@ def _judge(
         name=user.name,
         roles=list(user.roles),
         active=user.active,
-        tokens=len(user.tokens),
+        tokens=len(live),
         could_read=could_act and record is not None,
         could_change=reason is None,
         reason=reason,

@@ -16,6 +16,8 @@ from commands.users import (
     RevokeRole,
     RevokeToken,
     RoleBody,
+    RotateToken,
+    RotationRequest,
     TokenRequest,
 )
 from domain.roles import Role
@@ -78,6 +80,22 @@ def issue_token(
 ) -> Receipt:
     """Issue an API token; ``shown_once.token`` is never shown again."""
     return run(crm, IssueToken(user_id=user_id, **body.model_dump()), ctx, response)
+
+
+@router.post("/{user_id}/tokens/{token_id}/rotation", status_code=201)
+def rotate_token(
+    user_id: UUID,
+    token_id: UUID,
+    body: RotationRequest,
+    crm: CrmDep,
+    ctx: ContextDep,
+    response: Response,
+) -> Receipt:
+    """Replace a token: a new one is issued (``shown_once.token``, with
+    ``created.token_id``) and the old one revoked, in one change."""
+    return run(
+        crm, RotateToken(user_id=user_id, token_id=token_id, **body.model_dump()), ctx, response
+    )
 
 
 @router.delete("/{user_id}/tokens/{token_id}", dependencies=NO_FIELDS)
