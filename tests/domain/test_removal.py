@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from uuid import uuid4
 
@@ -55,7 +56,7 @@ def test_a_removed_account_refuses_every_change() -> None:
     account = an_account()
     account.remove()
     account = given(account)
-    for change in (
+    changes: list[Callable[[], object]] = [
         lambda: account.change_details("New", None, None, None, None),
         lambda: account.reassign(uuid4()),
         lambda: account.move_under(None, []),
@@ -63,7 +64,8 @@ def test_a_removed_account_refuses_every_change() -> None:
         account.restore,
         account.remove,
         lambda: Account.register("Child", owner_id=OWNER, parent=account),
-    ):
+    ]
+    for change in changes:
         with refused(AccountRemovedError, account):
             change()
 
@@ -72,7 +74,7 @@ def test_a_removed_contact_refuses_every_change() -> None:
     contact = a_contact()
     contact.remove()
     contact = given(contact)
-    for change in (
+    changes: list[Callable[[], object]] = [
         lambda: contact.change_details("Ada", "King", [], None),
         lambda: contact.change_emails([]),
         lambda: contact.link_account(uuid4()),
@@ -81,7 +83,8 @@ def test_a_removed_contact_refuses_every_change() -> None:
         lambda: contact.untag("vip"),
         lambda: contact.change_lifecycle_stage(LifecycleStage.CUSTOMER),
         contact.remove,
-    ):
+    ]
+    for change in changes:
         with refused(ContactRemovedError, contact):
             change()
 
@@ -92,13 +95,14 @@ def test_a_removed_deal_refuses_every_change_open_or_closed() -> None:
     deal.win("signed")
     deal.remove()
     deal = given(deal)
-    for change in (
+    changes: list[Callable[[], object]] = [
         lambda: deal.reopen(pipeline),
         lambda: deal.move_to("Won", pipeline),
         lambda: deal.change_contacts([uuid4()]),
-        lambda: deal.win(),
+        lambda: deal.win("again"),
         deal.remove,
-    ):
+    ]
+    for change in changes:
         with refused(DealRemovedError, deal):
             change()
 
