@@ -24,7 +24,12 @@ from commands.errors import (
     UnauthenticatedError,
     UnknownReferenceError,
 )
-from domain.errors import InvalidValueError, NotPermittedError, StateConflictError
+from domain.errors import (
+    InvalidValueError,
+    NotPermittedError,
+    RecordRemovedError,
+    StateConflictError,
+)
 from replay.as_of import AsOfBusyError
 from replay.records import RecordNotFoundError
 
@@ -83,6 +88,9 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (AsOfBusyError, 503, "as-of-busy"),
     (RateLimitedError, 429, "rate-limited"),
     (InvalidValueError, 422, "invalid-value"),
+    # 409 like every other refusal by the record's state (a retracted interaction, a
+    # closed deal), with its own type so that clients can tell it apart.
+    (RecordRemovedError, 409, "removed"),
     (StateConflictError, 409, "rule-violation"),
     (NotPermittedError, 403, "forbidden"),
 ]

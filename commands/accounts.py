@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import Field
 
 from commands.app import Crm
-from commands.context import Context, Decision, Payload
+from commands.context import Context, Decision, Payload, Removal
 from commands.loading import check_user, load_ref, load_target
 from domain.account import Account, Hierarchy, hierarchy_id
 from domain.errors import InvalidValueError
@@ -142,4 +142,15 @@ def archive_account(cmd: ArchiveAccount, crm: Crm, ctx: Context) -> Decision:
 def restore_account(cmd: RestoreAccount, crm: Crm, ctx: Context) -> Decision:
     account = load_target(crm, Account, cmd.account_id, ctx)
     account.restore()
+    return Decision(account)
+
+
+class RemoveAccount(Removal):
+    account_id: UUID
+
+
+def remove_account(cmd: RemoveAccount, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_can_remove()
+    account = load_target(crm, Account, cmd.account_id, ctx)
+    account.remove(cmd.reason)
     return Decision(account)

@@ -8,7 +8,7 @@ from pydantic import EmailStr, Field
 
 from commands.accounts import owner_or_actor
 from commands.app import Crm
-from commands.context import Context, Decision, Payload
+from commands.context import Context, Decision, Payload, Removal
 from commands.loading import check_account, check_user, load_target
 from domain.contact import EMAIL_SCOPE, Contact, LifecycleStage
 from domain.errors import InvalidValueError
@@ -169,3 +169,15 @@ def change_lifecycle_stage(cmd: ChangeLifecycleStage, crm: Crm, ctx: Context) ->
     contact = load_target(crm, Contact, cmd.contact_id, ctx)
     contact.change_lifecycle_stage(cmd.stage)
     return Decision(contact)
+
+
+class RemoveContact(Removal):
+    contact_id: UUID
+
+
+def remove_contact(cmd: RemoveContact, crm: Crm, ctx: Context) -> Decision:
+    """Remove the contact and free its e-mail addresses for other contacts, in one save."""
+    ctx.actor.check_can_remove()
+    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    emails = contact.remove(cmd.reason)
+    return Decision(contact, others=release_emails(crm, contact.id, emails))

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from commands.persistence import Meta
 from domain.roles import Authority
@@ -31,6 +31,12 @@ class Payload(BaseModel):
     """Base of every command and command body: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Removal(Payload):
+    """Why a record is removed for good (optional)."""
+
+    reason: str = Field(default="", max_length=1000)
 
 
 @dataclass(frozen=True)

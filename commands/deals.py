@@ -10,7 +10,7 @@ from pydantic import Field
 
 from commands.accounts import owner_or_actor
 from commands.app import Crm
-from commands.context import Context, Decision, Payload
+from commands.context import Context, Decision, Payload, Removal
 from commands.loading import check_account, check_refs, check_user, load_ref, load_target
 from domain.contact import Contact
 from domain.deal import Deal
@@ -150,4 +150,15 @@ def lose_deal(cmd: LoseDeal, crm: Crm, ctx: Context) -> Decision:
 def reopen_deal(cmd: ReopenDeal, crm: Crm, ctx: Context) -> Decision:
     deal = load_target(crm, Deal, cmd.deal_id, ctx)
     deal.reopen(crm.load(Pipeline, deal.pipeline_id), cmd.stage)
+    return Decision(deal)
+
+
+class RemoveDeal(Removal):
+    deal_id: UUID
+
+
+def remove_deal(cmd: RemoveDeal, crm: Crm, ctx: Context) -> Decision:
+    ctx.actor.check_can_remove()
+    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal.remove(cmd.reason)
     return Decision(deal)

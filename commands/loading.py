@@ -12,6 +12,8 @@ from commands.app import Crm
 from commands.context import Context
 from commands.errors import ConflictError, NotFoundError, UnknownReferenceError
 from domain.account import Account
+from domain.contact import Contact
+from domain.deal import Deal
 from domain.user import User
 
 A = TypeVar("A", bound=Aggregate)
@@ -19,8 +21,9 @@ A = TypeVar("A", bound=Aggregate)
 
 def load_target(crm: Crm, cls: type[A], record_id: UUID, ctx: Context) -> A:
     """The record a command changes, refused with a conflict if it is not at the
-    version the client expected (``If-Match``)."""
+    version the client expected (``If-Match``), or if it was removed."""
     aggregate = crm.load(cls, record_id)
+    check_not_removed(aggregate)
     if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
         raise ConflictError(
             f"expected version {ctx.expected_version}, but the record is at {aggregate.version}"
@@ -29,11 +32,19 @@ def load_target(crm: Crm, cls: type[A], record_id: UUID, ctx: Context) -> A:
 
 
 def load_ref(crm: Crm, cls: type[A], record_id: UUID) -> A:
-    """A record that a command refers to in its body; it must exist."""
+    """A record that a command refers to in its body; it must exist and not be removed."""
     try:
-        return crm.load(cls, record_id)
+        aggregate = crm.load(cls, record_id)
     except NotFoundError as error:
         raise UnknownReferenceError(error.kind, record_id) from None
+    check_not_removed(aggregate)
+    return aggregate
+
+
+def check_not_removed(aggregate: Aggregate) -> None:
+    """Refuse a removed account, contact or deal (every later command is refused)."""
+    if isinstance(aggregate, Account | Contact | Deal):
+        aggregate.check_not_removed()
 
 
 def check_user(crm: Crm, user_id: UUID) -> None:

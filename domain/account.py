@@ -7,8 +7,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import InvalidValueError, StateConflictError
-from domain.values import check_country, check_name, key_id
+from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
+from domain.values import check_country, check_name, check_removal_reason, key_id
 
 
 class AccountError(StateConflictError):
@@ -19,11 +19,18 @@ class AccountArchivedError(AccountError):
     """Raised when an archived account would be changed (other than restored)."""
 
 
+class AccountRemovedError(AccountError, RecordRemovedError):
+    """Raised when a removed account would be changed or referred to."""
+
+
 class AccountHierarchyCycleError(AccountError):
     """Raised when a parent change would make an account its own ancestor."""
 
 
 class Account(Aggregate):
+    #: Also the default for snapshots taken before records could be removed.
+    removed = False
+
     class Registered(Aggregate.Created):
         name: str
         website: str | None
@@ -54,6 +61,9 @@ class Account(Aggregate):
     class Restored(Aggregate.Event):
         pass
 
+    class Removed(Aggregate.Event):
+        reason: str
+
     @event(Registered)
     def __init__(
         self,
@@ -73,6 +83,7 @@ class Account(Aggregate):
         self.owner_id = owner_id
         self.parent_id = parent_id
         self.archived = False
+        self.removed = False
 
     @classmethod
     def register(
@@ -99,7 +110,12 @@ class Account(Aggregate):
             parent_id=parent.id if parent else None,
         )
 
+    def check_not_removed(self) -> None:
+        if self.removed:
+            raise AccountRemovedError(f"account {self.id} was removed")
+
     def check_not_archived(self) -> None:
+        self.check_not_removed()
         if self.archived:
             raise AccountArchivedError(f"account {self.id} is archived")
 
@@ -178,6 +194,7 @@ class Account(Aggregate):
         self.archived = True
 
     def restore(self) -> None:
+        self.check_not_removed()
         if not self.archived:
             raise AccountError(f"account {self.id} is not archived")
         self._restore()
@@ -185,6 +202,15 @@ class Account(Aggregate):
     @event(Restored)
     def _restore(self) -> None:
         self.archived = False
+
+    def remove(self, reason: str = "") -> None:
+        """Remove the account for good: it leaves every current view; history keeps it."""
+        self.check_not_removed()
+        self._remove(reason=check_removal_reason(reason))
+
+    @event(Removed)
+    def _remove(self, reason: str) -> None:
+        self.removed = True
 
 
 def check_website(website: str | None) -> None:

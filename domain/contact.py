@@ -8,8 +8,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import InvalidValueError, StateConflictError
-from domain.values import check_name, normalize_email
+from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
+from domain.values import check_name, check_removal_reason, normalize_email
 
 EMAIL_SCOPE = "contact-emails"
 MAX_TAG_LENGTH = 50
@@ -29,6 +29,10 @@ class LifecycleStage(Enum):
 
 class ContactError(StateConflictError):
     """Raised when a change conflicts with the contact's current state."""
+
+
+class ContactRemovedError(ContactError, RecordRemovedError):
+    """Raised when a removed contact would be changed or referred to."""
 
 
 class TagNotPresentError(ContactError):
@@ -53,6 +57,9 @@ def normalize_tag(tag: str) -> str:
 
 
 class Contact(Aggregate):
+    #: Also the default for snapshots taken before records could be removed.
+    removed = False
+
     class Created(Aggregate.Created):
         first_name: str
         last_name: str
@@ -92,6 +99,9 @@ class Contact(Aggregate):
         stage: LifecycleStage
         previous: LifecycleStage
 
+    class Removed(Aggregate.Event):
+        reason: str
+
     @event(Created)
     def __init__(
         self,
@@ -114,6 +124,7 @@ class Contact(Aggregate):
         self.owner_id = owner_id
         self.tags = list(tags)
         self.lifecycle_stage = lifecycle_stage
+        self.removed = False
 
     @classmethod
     def create(
@@ -151,6 +162,7 @@ class Contact(Aggregate):
     def change_details(
         self, first_name: str, last_name: str, phones: Sequence[str], job_title: str | None
     ) -> None:
+        self.check_not_removed()
         first_name = check_name(first_name, "first name")
         last_name = last_name.strip()
         phone_list = [phone.strip() for phone in phones if phone.strip()]
@@ -176,6 +188,7 @@ class Contact(Aggregate):
     def change_emails(self, emails: Sequence[str]) -> tuple[list[str], list[str]]:
         """Set the addresses; returns (added, removed) so that the caller can
         claim and release their index keys in the same save."""
+        self.check_not_removed()
         new = normalize_emails(emails)
         added = [e for e in new if e not in self.emails]
         removed = [e for e in self.emails if e not in new]
@@ -188,6 +201,7 @@ class Contact(Aggregate):
         self.emails = list(emails)
 
     def link_account(self, account_id: UUID | None) -> None:
+        self.check_not_removed()
         if account_id != self.account_id:
             self._change_account(account_id=account_id, previous=self.account_id)
 
@@ -196,6 +210,7 @@ class Contact(Aggregate):
         self.account_id = account_id
 
     def reassign(self, owner_id: UUID) -> None:
+        self.check_not_removed()
         if owner_id != self.owner_id:
             self._change_owner(owner_id=owner_id, previous=self.owner_id)
 
@@ -204,6 +219,7 @@ class Contact(Aggregate):
         self.owner_id = owner_id
 
     def tag(self, tag: str) -> None:
+        self.check_not_removed()
         tag = normalize_tag(tag)
         if tag not in self.tags:
             self._tag(tag=tag)
@@ -213,6 +229,7 @@ class Contact(Aggregate):
         self.tags.append(tag)
 
     def untag(self, tag: str) -> None:
+        self.check_not_removed()
         tag = normalize_tag(tag)
         if tag not in self.tags:
             raise TagNotPresentError(f"contact is not tagged {tag!r}")
@@ -223,9 +240,25 @@ class Contact(Aggregate):
         self.tags.remove(tag)
 
     def change_lifecycle_stage(self, stage: LifecycleStage) -> None:
+        self.check_not_removed()
         if stage != self.lifecycle_stage:
             self._change_stage(stage=stage, previous=self.lifecycle_stage)
 
     @event(LifecycleStageChanged)
     def _change_stage(self, stage: LifecycleStage, previous: LifecycleStage) -> None:
         self.lifecycle_stage = stage
+
+    def check_not_removed(self) -> None:
+        if self.removed:
+            raise ContactRemovedError(f"contact {self.id} was removed")
+
+    def remove(self, reason: str = "") -> list[str]:
+        """Remove the contact for good; returns its e-mail addresses, whose index keys
+        the caller releases in the same save. History keeps the contact."""
+        self.check_not_removed()
+        self._remove(reason=check_removal_reason(reason))
+        return list(self.emails)
+
+    @event(Removed)
+    def _remove(self, reason: str) -> None:
+        self.removed = True

@@ -10,9 +10,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import InvalidValueError, StateConflictError
+from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
 from domain.pipeline import Pipeline
-from domain.values import Money, check_name
+from domain.values import Money, check_name, check_removal_reason
 
 MAX_REASON_LENGTH = 1000
 
@@ -31,6 +31,10 @@ class DealClosedError(DealError):
     """Raised when a won or lost deal would be changed (other than reopened)."""
 
 
+class DealRemovedError(DealError, RecordRemovedError):
+    """Raised when a removed deal would be changed or referred to."""
+
+
 class DealNotClosedError(DealError):
     """Raised when an open deal would be reopened."""
 
@@ -47,6 +51,9 @@ def check_reason(reason: str) -> str:
 
 
 class Deal(Aggregate):
+    #: Also the default for snapshots taken before records could be removed.
+    removed = False
+
     class Opened(Aggregate.Created):
         title: str
         account_id: UUID | None
@@ -93,6 +100,9 @@ class Deal(Aggregate):
     class Reopened(Aggregate.Event):
         stage_id: UUID
 
+    class Removed(Aggregate.Event):
+        reason: str
+
     @event(Opened)
     def __init__(
         self,
@@ -117,6 +127,7 @@ class Deal(Aggregate):
         self.expected_close_date = expected_close_date
         self.status = DealStatus.OPEN
         self.close_reason: str | None = None
+        self.removed = False
 
     @classmethod
     def open(
@@ -151,7 +162,12 @@ class Deal(Aggregate):
     def is_open(self) -> bool:
         return self.status is DealStatus.OPEN
 
+    def check_not_removed(self) -> None:
+        if self.removed:
+            raise DealRemovedError(f"deal {self.id} was removed")
+
     def check_is_open(self) -> None:
+        self.check_not_removed()
         if not self.is_open:
             raise DealClosedError(f"deal is {self.status.value}; reopen it first")
 
@@ -218,6 +234,7 @@ class Deal(Aggregate):
         self.expected_close_date = expected_close_date
 
     def change_contacts(self, contact_ids: Sequence[UUID]) -> None:
+        self.check_not_removed()
         new = list(dict.fromkeys(contact_ids))
         if new != self.contact_ids:
             self._change_contacts(contact_ids=new, previous=list(self.contact_ids))
@@ -245,6 +262,7 @@ class Deal(Aggregate):
         self.close_reason = reason
 
     def reopen(self, pipeline: Pipeline, stage: str | UUID | None = None) -> None:
+        self.check_not_removed()
         if self.is_open:
             raise DealNotClosedError("deal is open already")
         self.check_pipeline(pipeline)
@@ -256,3 +274,12 @@ class Deal(Aggregate):
         self.status = DealStatus.OPEN
         self.close_reason = None
         self.stage_id = stage_id
+
+    def remove(self, reason: str = "") -> None:
+        """Remove the deal for good: it leaves every current view; history keeps it."""
+        self.check_not_removed()
+        self._remove(reason=check_removal_reason(reason))
+
+    @event(Removed)
+    def _remove(self, reason: str) -> None:
+        self.removed = True

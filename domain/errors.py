@@ -22,3 +22,7 @@ class StateConflictError(DomainError):
 
 class NotPermittedError(DomainError):
     """Raised when the acting user may not make the change."""
+
+
+class RecordRemovedError(StateConflictError):
+    """Raised when a removed record (an account, contact or deal) would be changed."""

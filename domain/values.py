@@ -79,3 +79,14 @@ def check_name(name: str, what: str = "name", max_length: int = 200) -> str:
 def key_id(scope: str, key: str) -> uuid.UUID:
     """The id of an index aggregate for a natural key within a scope."""
     return uuid.uuid5(CRM_NAMESPACE, f"{scope}:{key}")
+
+
+MAX_REMOVAL_REASON = 1000
+
+
+def check_removal_reason(reason: str) -> str:
+    """Why a record was removed: optional, at most 1000 characters."""
+    reason = reason.strip()
+    if len(reason) > MAX_REMOVAL_REASON:
+        raise InvalidValueError(f"a reason has at most {MAX_REMOVAL_REASON} characters")
+    return reason

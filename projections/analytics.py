@@ -135,6 +135,7 @@ class InteractionState:
 
 class Analytics(Projector):
     name = "analytics"
+    bulk_without_removed = True
 
     def declare_tables(self) -> list[Table]:
         self.transitions = Table(
@@ -228,6 +229,8 @@ class Analytics(Projector):
                 closed_at=_time(closed_at) if closed_at else None,
             )
             self.deals[deal.id] = deal
+        #: Deals removed in the batch being applied: their transitions go after it.
+        self.removed_deals: list[str] = []
         self.interactions: dict[str, InteractionState] = {
             interaction_id: InteractionState(interaction_id, user_id, kind, _time(occurred_at))
             for interaction_id, user_id, kind, occurred_at in con.execute(
@@ -389,6 +392,22 @@ class Analytics(Projector):
         deal = self.deals[event.aggregate_id]
         deal.expected_close_date = event.data["expected_close_date"]
         self._save_deal(deal)
+
+    @on("Deal.Removed")
+    def deal_removed(self, event: Recorded) -> None:
+        # As if it had never been: no row, no transition (funnel, win rate, cycle, forecast).
+        if self.deals.pop(event.aggregate_id, None) is not None:
+            self.deals_table.delete(event.aggregate_id)
+            self.removed_deals.append(event.aggregate_id)
+
+    def after_flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.removed_deals:
+            con.execute(
+                "DELETE FROM analytics_transitions "
+                "WHERE deal_id IN (SELECT unnest(CAST(? AS UUID[])))",
+                [self.removed_deals],
+            )
+            self.removed_deals = []
 
     # Interactions: who logged what kind, on which day
 

@@ -44,6 +44,9 @@ IMPLIED: dict[str, dict[str, Any]] = {
     "User.Invited": {"active": True},
     "User.Deactivated": {"active": False},
     "Interaction.Retracted": {"retracted": True},
+    "Account.Removed": {"removed": True},
+    "Contact.Removed": {"removed": True},
+    "Deal.Removed": {"removed": True},
 }
 
 

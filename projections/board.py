@@ -8,6 +8,9 @@ row. A deal's last interaction is the latest ``occurred_at`` among the
 non-retracted interactions linked to it; the projector keeps every interaction's
 deal and time so that corrections and retractions can recompute it.
 
+A removed deal leaves the board, totals included; a removed account's deals show no
+account name, as if it had never been.
+
 Won and lost deals leave ``board_deals`` for ``board_closed_deals`` (a reopened deal
 comes back with everything it had), so the board scans open deals only. A deal row
 carries its account's name (rewritten on the rare rename), so the board needs no join
@@ -113,6 +116,7 @@ def _latest(times: dict[str, str] | None) -> str | None:
 
 class Board(Projector):
     name = "board"
+    bulk_without_removed = True
 
     def declare_tables(self) -> list[Table]:
         deal_columns = [
@@ -326,7 +330,31 @@ class Board(Projector):
             deal.account_name = name
             self._write_deal(deal)
 
+    @on("Account.Removed")
+    def account_removed(self, event: Recorded) -> None:
+        # As if it had never been: its deals show no account name.
+        account_id = event.aggregate_id
+        if self.accounts.pop(account_id, None) is not None:
+            self.account_table.delete(account_id)
+        for deal in self.account_deals.get(account_id, ()):
+            if deal.account_name is not None:
+                deal.account_name = None
+                self._write_deal(deal)
+
     # Deals
+
+    @on("Deal.Removed")
+    def deal_removed(self, event: Recorded) -> None:
+        deal = self.deals.pop(event.aggregate_id, None)
+        if deal is None:
+            return
+        if deal.status == "open":
+            self._count(deal, -1)
+            self.open_table.delete(deal.deal_id)
+        else:
+            self.closed_table.delete(deal.deal_id)
+        if deal.account_id is not None:
+            self.account_deals[deal.account_id].remove(deal)
 
     @on("Deal.Opened")
     def deal_opened(self, event: Recorded) -> None:

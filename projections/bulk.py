@@ -47,6 +47,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier, Literal
 
+from projections.events import REMOVED
 from projections.projector import Projector
 from projections.store import ReadStore, transaction
 
@@ -276,6 +277,20 @@ def stage(
     return Staged(events, position, read - started, perf_counter() - read)
 
 
+def without_removed(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
+    """``events`` without any event of a record that was removed (``REMOVED``)."""
+    con.register("_all_events", events)
+    try:
+        removed = ", ".join(f"'{name}'" for name in REMOVED)
+        return con.sql(
+            "SELECT * FROM _all_events WHERE aggregate_id NOT IN "
+            f"(SELECT aggregate_id FROM _all_events WHERE name IN ({removed})) "
+            "ORDER BY position"
+        ).to_arrow_table()
+    finally:
+        con.unregister("_all_events")
+
+
 def build(store: ReadStore, staged: Staged) -> dict[str, float]:
     """Fill the store's (empty) read models from ``staged`` in one transaction and set
     their positions to its position. Returns the seconds each projector took.
@@ -285,13 +300,18 @@ def build(store: ReadStore, staged: Staged) -> dict[str, float]:
     con = store.con
     seconds: dict[str, float] = {}
     add_macros(con)
-    con.register("events", staged.events)
+    live: pa.Table | None = None
     try:
         with transaction(con):
             for projector in store.projectors:
                 if store.position(projector.name) != 0:
                     raise ValueError(f"{projector.name} is at {store.position(projector.name)}")
                 started = perf_counter()
+                events = staged.events
+                if projector.bulk_without_removed:
+                    live = without_removed(con, events) if live is None else live
+                    events = live
+                con.register("events", events)
                 try:
                     built = projector.build_in_bulk(con)
                 except Exception as error:

@@ -40,6 +40,7 @@ import duckdb
 
 from domain.interaction import DETAIL_FIELDS as DETAILS_OF
 from domain.interaction import InteractionKind
+from projections.events import REMOVED
 
 #: What Python's ``str.isspace`` holds (what ``str.strip`` removes), as code points.
 WHITESPACE = (
@@ -960,6 +961,11 @@ def statements() -> list[str]:
     ]
 
 
+#: Deletes the timeline of removed records and every entry about them (``{removed}``:
+#: a query of their ids). The handlers run it after a batch with removals.
+PURGE_SQL = "DELETE FROM timeline WHERE record_id IN ({removed}) OR entity_id IN ({removed})"
+
+
 def build(con: duckdb.DuckDBPyConnection) -> None:
     """Fill the (empty) timeline tables from the relation ``events``."""
     for macro in MACROS:
@@ -969,3 +975,10 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
     for table in TEMP_TABLES:
         con.execute(f"DROP TABLE {table}")
+    # Removed records: what the handlers purge at the removal and never write after it.
+    removed_names = ", ".join(f"'{name}'" for name in REMOVED)
+    con.execute(
+        "INSERT INTO timeline_removed SELECT CAST(aggregate_id AS UUID), position "
+        f"FROM events WHERE name IN ({removed_names})"
+    )
+    con.execute(PURGE_SQL.format(removed="SELECT record_id FROM timeline_removed"))

@@ -6,6 +6,10 @@ The projector keeps one row per account, contact and deal. The hierarchy is stor
 as each account's ``parent_id`` only: subtrees and their roll-ups are computed by
 the query, so a re-parented account takes its whole subtree (and its deals) along
 without rewriting a single descendant's row.
+
+A removed account, contact or deal loses its row, as if it had never been: it leaves
+the lists and the roll-ups (the accounts under a removed account are no longer in the
+subtree of the accounts above it).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def full_name(first_name: str, last_name: str) -> str:
 
 class Directory(Projector):
     name = "directory"
+    bulk_without_removed = True
 
     def declare_tables(self) -> list[Table]:
         stamps = [
@@ -249,6 +254,16 @@ class Directory(Projector):
     def deal_closed_or_reopened(self, event: Recorded) -> None:
         status = {"Deal.Won": "won", "Deal.Lost": "lost", "Deal.Reopened": "open"}[event.name]
         self._change(self.deal_table, self.deals, event, {"status": status})
+
+    @on("Account.Removed", "Contact.Removed", "Deal.Removed")
+    def record_removed(self, event: Recorded) -> None:
+        table, records = {
+            "account": (self.account_table, self.accounts),
+            "contact": (self.contact_table, self.contacts),
+            "deal": (self.deal_table, self.deals),
+        }[event.kind]
+        if records.pop(event.aggregate_id, None) is not None:
+            table.delete(event.aggregate_id)
 
     # Rows
 

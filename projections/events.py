@@ -19,6 +19,10 @@ import orjson
 
 META_KEY = "_meta"
 
+#: The events that remove a record for good: it leaves every current-state read model
+#: (the audit log keeps every row and adds one for the removal).
+REMOVED = ("Account.Removed", "Contact.Removed", "Deal.Removed")
+
 
 class StoredNotification(Protocol):
     """What a recorder's ``select_notifications`` returns."""

@@ -51,6 +51,10 @@ class Projector:
     handlers: ClassVar[dict[str, Handler]]
     #: A projector that sees every event (the audit log) overrides ``on_any``.
     sees_everything: ClassVar[bool] = False
+    #: Whether its bulk build sees ``events`` without the events of removed records
+    #: (``REMOVED``): true for a read model whose rows about a record come from that
+    #: record's own events only, so that a removed record is one that never was.
+    bulk_without_removed: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +97,11 @@ class Projector:
                 raise ProjectionError(self.name, event, error) from error
         for table in self.tables:
             table.flush(con)
+        self.after_flush(con)
+
+    def after_flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Statements that must follow the batch's rows (deleting rows written by earlier
+        batches, which are not in memory); in the same transaction."""
 
     def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
         """Fill this read model's empty tables in SQL from the relation ``events``

@@ -139,7 +139,12 @@ class Timeline(Projector):
             ],
             key=["source_id"],
         )
-        return [self.entries, self.record_table, self.source_table]
+        self.removed_table = Table(
+            "timeline_removed",
+            [Column("record_id", "UUID", False), Column("position", "BIGINT", False)],
+            key=["record_id"],
+        )
+        return [self.entries, self.record_table, self.source_table, self.removed_table]
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         self.records: dict[str, dict[str, Any]] = {}
@@ -157,6 +162,14 @@ class Timeline(Projector):
             "WHERE source_kind <> 'interaction'"
         ).fetchall():
             memory[kind][source_id] = orjson.loads(state)
+        self.removed: set[str] = {
+            record_id
+            for (record_id,) in con.execute(
+                "SELECT CAST(record_id AS VARCHAR) FROM timeline_removed"
+            ).fetchall()
+        }
+        #: Removed in the batch being applied: their rows written earlier go after it.
+        self.purged: list[str] = []
 
     def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
         bulk_timeline.build(con)
@@ -187,6 +200,8 @@ class Timeline(Projector):
         entity: RecordRef | None = None,
     ) -> None:
         entity_kind, entity_id = entity or record
+        if record[1] in self.removed or entity_id in self.removed:
+            return
         self.entries.append(
             (
                 *record,
@@ -250,6 +265,20 @@ class Timeline(Projector):
             [f for f in diff if f not in name_fields],
         )
         self._change((kind, event.aggregate_id), event, summary, {"changes": diff})
+
+    # Removal
+
+    @on("Account.Removed", "Contact.Removed", "Deal.Removed")
+    def _record_removed(self, event: Recorded) -> None:
+        self.removed.add(event.aggregate_id)
+        self.removed_table.upsert(event.aggregate_id, (event.aggregate_id, event.position))
+        self.purged.append(event.aggregate_id)
+
+    def after_flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.purged:
+            ids = "SELECT unnest(CAST(? AS UUID[]))"
+            con.execute(bulk_timeline.PURGE_SQL.format(removed=ids), [self.purged] * 2)
+            self.purged = []
 
     # Accounts
 
@@ -489,7 +518,11 @@ class Timeline(Projector):
     def _rewrite_interaction(
         self, interaction_id: str, before: dict[str, Any] | None, state: dict[str, Any]
     ) -> None:
-        rows = interaction_rows(interaction_id, state)
+        rows = {
+            key: row
+            for key, row in interaction_rows(interaction_id, state).items()
+            if key[1] not in self.removed
+        }
         if before is not None:
             for key in interaction_rows(interaction_id, before).keys() - rows.keys():
                 self.entries.delete(key)
@@ -661,6 +694,15 @@ def timeline(
     for row in rows:
         row["payload"] = orjson.loads(row["payload"])
     return rows
+
+
+def record_removed(con: duckdb.DuckDBPyConnection, record_id: str) -> bool:
+    """Whether the record was removed (its timeline is gone)."""
+    found = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM timeline_removed WHERE record_id = CAST(? AS UUID))",
+        [record_id],
+    ).fetchone()
+    return bool(found and found[0])
 
 
 def record_known(con: duckdb.DuckDBPyConnection, kind: str, record_id: str) -> bool:

@@ -34,6 +34,9 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, CanMutateAggregate, DomainEventProtocol
 from eventsourcing.persistence import AggregateRecorder, Mapper, StoredEvent
 
+from domain.account import Account
+from domain.contact import Contact
+from domain.deal import Deal
 from domain.errors import InvalidValueError
 from projections.events import META_KEY, canonical_uuid
 
@@ -65,8 +68,14 @@ class Records(Protocol):
 class RecordNotFoundError(LookupError):
     """Raised when a record does not exist, or did not exist yet at the moment asked for."""
 
-    def __init__(self, kind: str, record_id: UUID, moment: datetime | None = None) -> None:
-        if moment is None:
+    def __init__(
+        self, kind: str, record_id: UUID, moment: datetime | None = None, removed: bool = False
+    ) -> None:
+        if removed:
+            super().__init__(
+                f"{kind} {record_id} was removed; its history and as-of reads still show it"
+            )
+        elif moment is None:
             super().__init__(f"no {kind} with id {record_id}")
         else:
             super().__init__(f"{kind} {record_id} did not exist yet at {moment.isoformat()}")
@@ -161,9 +170,10 @@ def record_as_of(
 ) -> A:
     """The record as it stood at ``version``, or as recorded by ``moment`` (neither: now).
 
-    A record that did not exist yet at the moment is a :class:`RecordNotFoundError`; a
-    version the record has not reached (or below 1), or both a moment and a version,
-    an :class:`InvalidValueError`.
+    A record that did not exist yet at the moment is a :class:`RecordNotFoundError`, and
+    so is a removed record read as it is now (as of a moment or a version, it shows as
+    it was); a version the record has not reached (or below 1), or both a moment and a
+    version, an :class:`InvalidValueError`.
     """
     if moment is not None and version is not None:
         raise InvalidValueError("give a moment (as_of) or a version, not both")
@@ -179,6 +189,11 @@ def record_as_of(
             raise InvalidValueError(
                 f"{kind_name(cls)} {record_id} is at version {head}; it has no version {version}"
             )
+    else:
+        current = app.load(cls, record_id)
+        if isinstance(current, Account | Contact | Deal) and current.removed:
+            raise RecordNotFoundError(kind_name(cls), record_id, removed=True)
+        return current
     return app.load(cls, record_id, version=version)
 
 

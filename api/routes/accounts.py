@@ -5,7 +5,15 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.routes.common import (
+    NO_FIELDS,
+    HistoryQueryDep,
+    PointInTimeDep,
+    RemovalReasonDep,
+    read,
+    read_history,
+    run,
+)
 from api.schemas import AccountPublic, HistoryPagePublic
 from commands.accounts import (
     AccountChanges,
@@ -15,6 +23,7 @@ from commands.accounts import (
     ParentChange,
     ReassignAccount,
     RegisterAccount,
+    RemoveAccount,
     RestoreAccount,
     UpdateAccount,
 )
@@ -77,3 +86,12 @@ def archive_account(account_id: UUID, crm: CrmDep, ctx: ContextDep, response: Re
 @router.post("/{account_id}/restore", dependencies=NO_FIELDS)
 def restore_account(account_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, RestoreAccount(account_id=account_id), ctx, response)
+
+
+@router.delete("/{account_id}")
+def remove_account(
+    account_id: UUID, reason: RemovalReasonDep, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """Remove the account for good (Managers and above): it leaves every current view and
+    later commands on it are refused; its history and as-of reads still show it."""
+    return run(crm, RemoveAccount(account_id=account_id, reason=reason), ctx, response)

@@ -12,7 +12,7 @@ from fastapi import Body, Depends, Query, Response
 
 from api.schemas import HistoryPagePublic, public_json
 from commands.app import Crm
-from commands.context import Context, Payload, Receipt, UtcDatetime
+from commands.context import Context, Payload, Receipt, Removal, UtcDatetime
 from commands.handlers import execute
 from domain.errors import InvalidValueError
 from replay.records import MAX_HISTORY_PAGE, history, record_as_of
@@ -107,3 +107,18 @@ def no_fields(body: Annotated[NoFields | None, Body()] = None) -> None:
 
 
 NO_FIELDS = [Depends(no_fields)]
+
+
+def removal_reason(
+    body: Annotated[Removal | None, Body()] = None,
+    reason: Annotated[
+        str | None, Query(max_length=1000, description="why it is removed (or in the body)")
+    ] = None,
+) -> str:
+    """The reason of a ``DELETE``, from the body or the query (not both)."""
+    if body is not None and body.reason and reason is not None:
+        raise InvalidValueError("give the reason in the body or in the query, not both")
+    return reason if reason is not None else (body.reason if body is not None else "")
+
+
+RemovalReasonDep = Annotated[str, Depends(removal_reason)]

@@ -5,7 +5,15 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.routes.common import (
+    NO_FIELDS,
+    HistoryQueryDep,
+    PointInTimeDep,
+    RemovalReasonDep,
+    read,
+    read_history,
+    run,
+)
 from api.schemas import ContactPublic, HistoryPagePublic
 from commands.contacts import (
     AccountLink,
@@ -16,6 +24,7 @@ from commands.contacts import (
     LifecycleChange,
     LinkContactToAccount,
     ReassignContact,
+    RemoveContact,
     TagBody,
     TagContact,
     UntagContact,
@@ -93,3 +102,12 @@ def change_lifecycle_stage(
 ) -> Receipt:
     command = ChangeLifecycleStage(contact_id=contact_id, **body.model_dump())
     return run(crm, command, ctx, response)
+
+
+@router.delete("/{contact_id}")
+def remove_contact(
+    contact_id: UUID, reason: RemovalReasonDep, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """Remove the contact for good (Managers and above): it leaves every current view and
+    later commands on it are refused; its history and as-of reads still show it."""
+    return run(crm, RemoveContact(contact_id=contact_id, reason=reason), ctx, response)

@@ -5,7 +5,14 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
-from api.routes.common import HistoryQueryDep, PointInTimeDep, read, read_history, run
+from api.routes.common import (
+    HistoryQueryDep,
+    PointInTimeDep,
+    RemovalReasonDep,
+    read,
+    read_history,
+    run,
+)
 from api.schemas import DealPublic, HistoryPagePublic
 from commands.context import Receipt
 from commands.deals import (
@@ -16,6 +23,7 @@ from commands.deals import (
     OpenDeal,
     Outcome,
     ReassignDeal,
+    RemoveDeal,
     ReopenDeal,
     Reopening,
     StageMove,
@@ -89,3 +97,12 @@ def reopen_deal(
     deal_id: UUID, body: Reopening, crm: CrmDep, ctx: ContextDep, response: Response
 ) -> Receipt:
     return run(crm, ReopenDeal(deal_id=deal_id, **body.model_dump()), ctx, response)
+
+
+@router.delete("/{deal_id}")
+def remove_deal(
+    deal_id: UUID, reason: RemovalReasonDep, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """Remove the deal for good (Managers and above): it leaves every current view and
+    later commands on it are refused; its history and as-of reads still show it."""
+    return run(crm, RemoveDeal(deal_id=deal_id, reason=reason), ctx, response)

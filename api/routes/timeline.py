@@ -52,6 +52,14 @@ class TimelinePage(BaseModel):
     next: str | None
 
 
+class RemovedRecordError(NotFoundError):
+    """Raised when the record was removed: its timeline is gone (its history is not)."""
+
+    def __init__(self, kind: str, record_id: UUID) -> None:
+        super().__init__(kind, record_id)
+        self.args = (f"{kind} {record_id} was removed; its history still shows it",)
+
+
 class UnknownRecordError(NotFoundError):
     """Raised when the timeline read model has never seen the record."""
 
@@ -137,6 +145,8 @@ def record_timeline(
         after=cursor_key(after, tag) if after is not None else None,
         limit=limit + 1,
     )
+    if not rows and timeline.record_removed(con, str(record_id)):
+        raise RemovedRecordError(kind, record_id)
     if not rows and not timeline.record_known(con, kind, str(record_id)):
         raise UnknownRecordError(kind, record_id)
     items = [TimelineEntry(**row) for row in rows[:limit]]

@@ -782,8 +782,8 @@ def test_an_unknown_route_is_a_404_problem(world: World, request_line: str) -> N
 
 
 WRONG_METHODS = {
-    "delete-a-deal": ("DELETE /deals/{deal}", "GET, PATCH"),
-    "put-an-account": ("PUT /accounts/{account}", "GET, PATCH"),
+    "put-a-deal": ("PUT /deals/{deal}", "GET, PATCH, DELETE"),
+    "put-an-account": ("PUT /accounts/{account}", "GET, PATCH, DELETE"),
     "list-deals": ("GET /deals", "POST"),
     "read-a-command": ("GET /deals/{deal}/stage-changes", "POST"),
     "post-to-a-record": ("POST /users/me", "GET"),

@@ -31,20 +31,33 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    consumes,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from commands.accounts import ArchiveAccount, ReassignAccount, RegisterAccount, UpdateAccount
+from commands.accounts import (
+    ArchiveAccount,
+    ReassignAccount,
+    RegisterAccount,
+    RemoveAccount,
+    UpdateAccount,
+)
 from commands.app import Crm
 from commands.contacts import (
     ChangeLifecycleStage,
     LinkContactToAccount,
     ReassignContact,
+    RemoveContact,
     TagContact,
     UntagContact,
     UpdateContact,
 )
 from commands.context import Context, Payload, Receipt
-from commands.deals import ReassignDeal, UpdateDeal
+from commands.deals import ReassignDeal, RemoveDeal, UpdateDeal
 from commands.errors import CommandError
 from commands.handlers import execute
 from commands.pipelines import ChangeStage, RenamePipeline, ReorderStages
@@ -283,6 +296,23 @@ class ProjectedCrmMachine(CrmMachine):
     @rule(actor=ACTORS, task=CrmMachine.tasks, assignee=CrmMachine.users)
     def assign_task(self, actor: int, task: UUID, assignee: UUID) -> None:
         self.attempt_command(AssignTask(task_id=task, assignee_id=assignee), actor)
+
+    # Removals take the record out of its bundle: no later rule draws it, so the write
+    # side's model never predicts a command on it (each would be refused as removed).
+    # Its interactions, tasks, deals and contacts stay, and go on changing.
+
+    @rule(actor=ACTORS, account=consumes(CrmMachine.accounts))
+    def remove_account(self, actor: int, account: UUID) -> None:
+        self.attempt_command(RemoveAccount(account_id=account, reason="duplicate"), actor)
+
+    @rule(actor=ACTORS, contact=consumes(CrmMachine.contacts))
+    def remove_contact(self, actor: int, contact: UUID) -> None:
+        if self.attempt_command(RemoveContact(contact_id=contact), actor):
+            self.model.contacts[contact] = []  # its addresses are free again
+
+    @rule(actor=ACTORS, deal=consumes(CrmMachine.deals))
+    def remove_deal(self, actor: int, deal: UUID) -> None:
+        self.attempt_command(RemoveDeal(deal_id=deal, reason="test data"), actor)
 
     @rule(actor=ACTORS, user=CrmMachine.users, revoke=st.booleans())
     def issue_or_revoke_token(self, actor: int, user: UUID, revoke: bool) -> None:
