@@ -27,6 +27,7 @@ from api.routes import (
     interactions,
     pipelines,
     projections,
+    revert,
     tasks,
     timeline,
     users,
@@ -111,6 +112,7 @@ def create_app(
         (analytics.router, "/reports"),
         (projections.router, "/projections"),
         (access.router, "/access"),
+        (revert.router, "/imports"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])
 

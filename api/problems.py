@@ -24,6 +24,7 @@ from commands.errors import (
     UnauthenticatedError,
     UnknownReferenceError,
 )
+from commands.revert import UnknownBatchError
 from domain.errors import (
     InvalidValueError,
     NotPermittedError,
@@ -76,6 +77,7 @@ def problem(
 ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (UnknownReferenceError, 422, "unknown-reference"),
     (NotFoundError, 404, "not-found"),
+    (UnknownBatchError, 404, "not-found"),
     (RecordNotFoundError, 404, "not-found"),
     (UnauthenticatedError, 401, "unauthenticated"),
     (ConflictError, 409, "conflict"),
