@@ -24,6 +24,7 @@ from commands.accounts import (
     MoveAccount,
     ReassignAccount,
     RegisterAccount,
+    RemoveAccount,
     RestoreAccount,
     UpdateAccount,
 )
@@ -33,6 +34,7 @@ from commands.contacts import (
     CreateContact,
     LinkContactToAccount,
     ReassignContact,
+    RemoveContact,
     TagContact,
     UntagContact,
     UpdateContact,
@@ -43,6 +45,7 @@ from commands.deals import (
     MoveDeal,
     OpenDeal,
     ReassignDeal,
+    RemoveDeal,
     ReopenDeal,
     UpdateDeal,
     WinDeal,
@@ -313,6 +316,26 @@ def pipelines(s: Scenario) -> UUID:
     return pipeline
 
 
+def removals(s: Scenario, pipeline: UUID) -> None:
+    """Records removed for good: the removal is the last entry of their history."""
+    account, _ = s.do(Account, RegisterAccount(name="Short-lived"))
+    contact, _ = s.do(Contact, CreateContact(first_name="Gone", emails=["gone@x.example"]))
+    deal, _ = s.do(
+        Deal,
+        OpenDeal(
+            title="Gone", amount=Decimal(1), currency="EUR", pipeline_id=pipeline,
+            account_id=account,
+        ),
+    )  # fmt: skip
+    for cls, command, record in [
+        (Deal, RemoveDeal(deal_id=deal, reason="duplicate"), deal),
+        (Contact, RemoveContact(contact_id=contact, reason="duplicate"), contact),
+        (Account, RemoveAccount(account_id=account, reason="duplicate"), account),
+    ]:
+        # The action says it; no public field changes (a removed record reads 404 now).
+        assert s.expect(cls, command, record, f"{cls.__name__}.Removed") == {}
+
+
 def deals(s: Scenario, owner: str, rep: str, pipeline: UUID, account: UUID, contact: UUID) -> UUID:
     stage = {st.name: st.id for st in s.crm.load(Pipeline, pipeline).stages}
     first, proposal, qualified = stage["Negotiation"], stage["Proposal"], stage["Qualified"]
@@ -542,6 +565,7 @@ def test_history_shows_every_kind_of_change_of_every_kind_of_record(
     deal = deals(s, me, them, pipeline, account, contact)
     interactions(s, me, contact, deal)
     tasks(s, me, them, deal)
+    removals(s, pipeline)
     user = users(s)
 
     declared = set().union(*(declared_events(cls) for cls in RECORD_KINDS.values()))
