@@ -300,4 +300,4 @@ def main() -> None:
 
 
 # The modules below register their commands on ``app`` when imported.
-from api import cli_relay, cli_replay  # noqa: E402, F401
+from api import cli_import, cli_relay, cli_replay  # noqa: E402, F401
