@@ -20,6 +20,7 @@ from api.routes import (
     contacts,
     deals,
     directory,
+    imports,
     interactions,
     pipelines,
     projections,
@@ -105,6 +106,7 @@ def create_app(
         (analytics.router, "/reports"),
         (projections.router, "/projections"),
         (access.router, "/access"),
+        (imports.router, "/imports"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])
 

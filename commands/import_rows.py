@@ -66,6 +66,21 @@ class RowRefusedError(Exception):
     """Raised when an import row cannot be imported; the message says why."""
 
 
+def text(value: Any, column: str) -> str:
+    """A reference or name given as text (a whole number, as JSON may give it, too)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise RowRefusedError(f"{column}: a reference is text, not {type(value).__name__}")
+    return value
+
+
+def texts(value: Any, column: str) -> list[str]:
+    if value is None:
+        return []
+    return [text(item, column) for item in (value if isinstance(value, list) else [value])]
+
+
 def import_id(kind: str, external_id: str) -> UUID:
     """The id of the record imported as ``external_id``: the same in every run."""
     return key_id(f"import-{kind}", external_id)
@@ -97,8 +112,8 @@ class Row:
         for column, kind in REFERENCES[self.kind].items():
             value = self.fields.get(column)
             for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, str):
-                    refs.append((kind, item))
+                if isinstance(item, str | int) and not isinstance(item, bool):
+                    refs.append((kind, str(item)))
         return refs
 
 
@@ -170,19 +185,19 @@ class Lookup:
         found = self.pending.get(record_id) or self.loaded.get(record_id)
         return found if isinstance(found, cls) else None
 
-    def account(self, value: str | None) -> UUID | None:
+    def account(self, value: Any) -> UUID | None:
         """An account a record is linked to: it must exist and not be archived."""
         if value is None:
             return None
-        account_id = self.resolve("account", value)
+        account_id = self.resolve("account", text(value, "account"))
         account = self.record(Account, account_id)
         if account is not None:
             account.check_not_archived()
         return account_id
 
-    def owner(self, value: str | None) -> UUID:
+    def owner(self, given: Any) -> UUID:
         """An owner: an active user, by e-mail or id; the default owner, or the actor."""
-        value = value or self.default_owner
+        value = text(given, "owner") if given is not None else self.default_owner
         if value is None:
             if self.ctx.actor.user_id is None:
                 raise RowRefusedError("owner: the row names none, and no user is acting")
@@ -215,10 +230,11 @@ class Lookup:
             return f"owner: {error}"
         return user.id
 
-    def pipeline(self, value: str | None) -> Pipeline:
+    def pipeline(self, given: Any) -> Pipeline:
         """A pipeline by id or by name."""
-        if value is None:
+        if given is None:
             raise RowRefusedError("pipeline: a deal names its pipeline (id or name)")
+        value = text(given, "pipeline")
         if value not in self._pipelines:
             self._pipelines[value] = self._find_pipeline(value)
         pipeline = self._pipelines[value]
@@ -252,7 +268,7 @@ def build_account(row: Row, find: Lookup) -> list[Aggregate]:
     parent_ref = data.pop("parent", None)
     parent = None
     if parent_ref is not None:
-        parent = find.record(Account, find.resolve("account", parent_ref))
+        parent = find.record(Account, find.resolve("account", text(parent_ref, "parent")))
         if parent is None:  # imported by an earlier batch and not loaded: cannot happen
             raise RowRefusedError(f"account {parent_ref!r} could not be read")
     cmd = RegisterAccount.model_validate(
@@ -296,7 +312,9 @@ def build_deal(row: Row, find: Lookup) -> list[Aggregate]:
     data = dict(row.fields)
     owner_id = find.owner(data.pop("owner", None))
     account_id = find.account(data.pop("account", None))
-    contact_ids = [find.resolve("contact", c) for c in data.pop("contacts", None) or ()]
+    contact_ids = [
+        find.resolve("contact", c) for c in texts(data.pop("contacts", None), "contacts")
+    ]
     pipeline = find.pipeline(data.pop("pipeline", None))
     cmd = OpenDeal.model_validate(
         {
@@ -323,21 +341,23 @@ def build_deal(row: Row, find: Lookup) -> list[Aggregate]:
 
 def build_interaction(row: Row, find: Lookup) -> list[Aggregate]:
     data = dict(row.fields)
-    type_name = str(data.pop("type", "")).strip().lower()
+    type_name = str(data.pop("type", "")).strip().lower()  # any value: refused if unknown
     model = INTERACTION_TYPES.get(type_name)
     if model is None:
         types = ", ".join(INTERACTION_TYPES)
         types = ", ".join(INTERACTION_TYPES)
         raise RowRefusedError(f"type: an interaction's type is one of {types}")
-    contact_ids = [find.resolve("contact", c) for c in data.pop("contacts", None) or ()]
+    contact_ids = [
+        find.resolve("contact", c) for c in texts(data.pop("contacts", None), "contacts")
+    ]
     account = data.pop("account", None)
     deal = data.pop("deal", None)
     cmd = model.model_validate(
         {
             **data,
             "contact_ids": contact_ids,
-            "account_id": find.resolve("account", account) if account else None,
-            "deal_id": find.resolve("deal", deal) if deal else None,
+            "account_id": find.resolve("account", text(account, "account")) if account else None,
+            "deal_id": find.resolve("deal", text(deal, "deal")) if deal else None,
         }
     )
     interaction = Interaction.log(

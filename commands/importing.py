@@ -75,6 +75,8 @@ class ImportReport:
     skipped: int = 0
     refused: list[RowError] = field(default_factory=list)
     events: int = 0
+    #: The global position of the last event written (0: none), for reads that wait.
+    position: int = 0
 
     @property
     def rows(self) -> int:
@@ -199,7 +201,7 @@ class Importer:
         for row in todo:
             try:
                 created = BUILDERS[row.kind](row, lookup)
-            except (RowRefusedError, DomainError, ValueError) as error:
+            except (RowRefusedError, DomainError, ValueError, TypeError) as error:
                 refused.append((row, reason_of(error)))
                 lookup.refused.setdefault((row.kind, row.external_id), row.line)
                 continue
@@ -216,6 +218,8 @@ class Importer:
         self.report.skipped += len(existing)
         self.report.written += len(accepted)
         self.report.events += len(recordings)
+        if recordings:
+            self.report.position = max(r.notification.id for r in recordings)
         for row, reason in refused:
             self._refuse(row.line, reason, row)
 
