@@ -28,7 +28,13 @@ from replay.verify import verify
 from tests.conftest import Person, invite
 from tests.services import StoreFactory
 
-CSV = """kind,external_id,name,country,first_name,last_name,emails,account,owner,title,amount,currency,pipeline,stage,contacts,type,occurred_at,body,parent
+HEADER = (
+    "kind,external_id,name,country,first_name,last_name,emails,account,owner,"
+    "title,amount,currency,pipeline,stage,contacts,type,occurred_at,body,parent"
+)
+CSV = (
+    HEADER
+    + """
 account,A1,Acme,DE,,,,,,,,,,,,,,,
 account,A2,Bad Country,Germany,,,,,,,,,,,,,,,
 account,A3,Acme Child,,,,,,,,,,,,,,,,A1
@@ -45,6 +51,7 @@ interaction,I2,,,,,,,,,,,,,C2,note,2024-03-01T10:00:00+00:00,about Bob,
 account,A1,Acme again,,,,,,,,,,,,,,,,
 contact,C5,,,Dan,,,,nobody@example.com,,,,,,,,,,
 """
+)
 
 
 def pipeline(crm: Crm, owner: Person) -> None:
@@ -98,10 +105,13 @@ def test_bad_rows_are_reported_with_line_and_reason_and_every_good_row_is_writte
     note = crm.load(Interaction, import_id("interaction", "I1"))
     assert (acme.name, acme.country, acme.owner_id) == ("Acme", "DE", owner.user.id)
     assert child.parent_id == acme.id
-    assert ada.emails == ["ada@example.com", "ada2@example.com"] and ada.account_id == acme.id
+    assert ada.emails == ["ada@example.com", "ada2@example.com"]
+    assert ada.account_id == acme.id
     assert (deal.account_id, deal.contact_ids, str(deal.amount)) == (acme.id, [ada.id], "12500.00")
-    assert note.kind is InteractionKind.NOTE and note.details["body"].endswith("two lines")
-    assert note.contact_ids == [ada.id] and note.account_id == acme.id
+    assert note.kind is InteractionKind.NOTE
+    assert note.details["body"].endswith("two lines")
+    assert note.contact_ids == [ada.id]
+    assert note.account_id == acme.id
 
     events = stored(crm)[before:]
     # Each good row once (+ Ada's two e-mail keys), and nothing of the bad rows.
@@ -204,12 +214,12 @@ def test_good_rows_are_all_in_and_bad_rows_none(empty_store: StoreFactory, plan:
         report = Importer(crm, owner.ctx, "batch", batch_rows=7).run(rows)
 
         good = [n for n, what in enumerate(plan) if what == GOOD]
-        assert report.written == 2 * good.__len__() + plan.count(BAD_REF)
+        assert report.written == 2 * len(good) + plan.count(BAD_REF)
         for n, what in enumerate(plan):
-            account = crm.find(Account, import_id("account", f"A{n}"))
-            contact = crm.find(Contact, import_id("contact", f"C{n}"))
-            assert (account is not None) == (what != BAD_NAME)
-            assert (contact is not None) == (what == GOOD)
+            found_account = crm.find(Account, import_id("account", f"A{n}"))
+            found_contact = crm.find(Contact, import_id("contact", f"C{n}"))
+            assert (found_account is not None) == (what != BAD_NAME)
+            assert (found_contact is not None) == (what == GOOD)
         refused_lines = {e.line for e in report.refused}
         expected = {2 * n + 1 for n, w in enumerate(plan) if w == BAD_NAME} | {
             2 * n + 2 for n, w in enumerate(plan) if w != GOOD
