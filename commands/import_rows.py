@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -84,6 +85,17 @@ def texts(value: Any, column: str) -> list[str]:
 def import_id(kind: str, external_id: str) -> UUID:
     """The id of the record imported as ``external_id``: the same in every run."""
     return key_id(f"import-{kind}", external_id)
+
+
+@lru_cache(maxsize=1 << 16)
+def candidates(kind: str, value: str) -> tuple[UUID, ...]:
+    """The ids a reference may mean: the record imported as ``value``, then the record
+    whose id ``value`` is. (Cached: many rows refer to the same few records.)"""
+    imported = import_id(kind, value)
+    try:
+        return imported, UUID(value)
+    except ValueError:
+        return (imported,)
 
 
 def reason_of(error: Exception) -> str:
@@ -160,11 +172,8 @@ class Lookup:
         self.loaded = load_many(self.crm, wanted)
 
     @staticmethod
-    def _candidates(kind: str, value: str) -> list[UUID]:
-        candidates = [import_id(kind, value)]
-        with contextlib.suppress(ValueError):
-            candidates.append(UUID(value))
-        return candidates
+    def _candidates(kind: str, value: str) -> tuple[UUID, ...]:
+        return candidates(kind, value)
 
     # References
 
