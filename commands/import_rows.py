@@ -136,7 +136,7 @@ class Lookup:
     crm: Crm
     ctx: Context
     default_owner: str | None = None
-    #: Ids of records written (or found already written) by this import, per kind.
+    #: Ids of the records this import has written, per kind.
     imported: dict[str, set[UUID]] = field(default_factory=lambda: {k: set() for k in KINDS})
     #: (kind, external id) of refused rows -> their line.
     refused: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -207,11 +207,11 @@ class Importer:
                 lookup.pending[record.id] = record
             accepted.append(row)
         recordings = self.crm.save_with(self.ctx.meta, *records.values()) if records else []
-        # Committed: only now does the import count these rows as in the store.
-        done = existing | {row.id for row in accepted}
-        for row in rows:
-            if row.id in done:
-                lookup.imported[row.kind].add(row.id)
+        # Committed: only now does the import count these rows as in the store. (Rows
+        # found there already are not counted: a reference to one reads it, as a record
+        # imported earlier may have changed since, been archived.)
+        for row in accepted:
+            lookup.imported[row.kind].add(row.id)
         self.report.skipped += len(existing)
         self.report.written += len(accepted)
         self.report.events += len(recordings)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from commands.accounts import ArchiveAccount
 from commands.app import Crm
 from commands.handlers import execute
 from commands.import_files import FileFormat, file_batch_id, read_rows
@@ -227,3 +228,25 @@ def test_good_rows_are_all_in_and_bad_rows_none(empty_store: StoreFactory, plan:
         assert refused_lines == expected
     finally:
         crm.close()
+
+
+def test_a_row_linking_to_an_account_archived_since_its_import_is_refused(
+    crm: Crm, owner: Person, tmp_path: Path
+) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"kind": "account", "external_id": "A", "name": "Gone"}\n')
+    import_file(crm, owner, path)
+    execute(crm, ArchiveAccount(account_id=import_id("account", "A")), owner.ctx)
+    lines = [
+        '{"kind": "account", "external_id": "A", "name": "Gone"}',
+        '{"kind": "contact", "external_id": "P", "first_name": "Pam", "account": "A"}',
+    ]
+    path.write_text("\n".join(lines))
+
+    report = import_file(crm, owner, path)
+
+    assert (report.written, report.skipped) == (0, 1)
+    assert [(e.line, e.reason) for e in report.refused] == [
+        (2, f"account {import_id('account', 'A')} is archived")
+    ]
+    assert crm.find(Contact, import_id("contact", "P")) is None
