@@ -20,7 +20,7 @@ records already there and writes nothing new. Rows are taken in order, in batche
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
@@ -219,8 +219,3 @@ class Importer:
             self.report.position = max(r.notification.id for r in recordings)
         for row, reason in refused:
             self._refuse(row.line, reason, row)
-
-
-def iter_report_lines(report: ImportReport) -> Iterator[str]:
-    for error in report.refused:
-        yield f"line {error.line}: {error.reason}"
