@@ -24,6 +24,7 @@ from api.routes import (
     contacts,
     deals,
     directory,
+    imports,
     interactions,
     pipelines,
     projections,
@@ -112,6 +113,7 @@ def create_app(
         (analytics.router, "/reports"),
         (projections.router, "/projections"),
         (access.router, "/access"),
+        (imports.router, "/imports"),
         (revert.router, "/imports"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])

@@ -56,22 +56,31 @@ app.add_typer(replay_app, name="replay")
 
 
 class EventRate(ProgressColumn):
-    """Events per second (positions per second: close to events, gaps aside)."""
+    """Events per second (positions per second: close to events, gaps aside), or
+    another unit per second."""
+
+    def __init__(self, unit: str = "events") -> None:
+        super().__init__()
+        self.unit = unit
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} events/s" if speed else "… events/s", style="cyan")
+        text = f"{speed:,.0f} {self.unit}/s" if speed else f"… {self.unit}/s"
+        return Text(text, style="cyan")
 
 
 @contextmanager
-def progress_bar(description: str, transient: bool = False) -> Iterator[Progress]:
-    """A progress bar on stderr; a transient one is cleared when done."""
+def progress_bar(
+    description: str, transient: bool = False, unit: str = "events"
+) -> Iterator[Progress]:
+    """A progress bar on stderr (rate in ``unit`` per second); a transient one is
+    cleared when done."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-        EventRate(),
+        EventRate(unit),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=transient) as progress:

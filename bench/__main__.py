@@ -13,6 +13,7 @@ from bench.common import BenchError, err
 #: Benchmark name -> module. A module listed here provides what :class:`Benchmark` says.
 REGISTRY: dict[str, str] = {
     "commands": "bench.commands",
+    "import": "bench.importing",
     "projections": "bench.projections",
     "records": "bench.records",
     "replay": "bench.replay",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import EmailStr, Field
@@ -81,9 +82,21 @@ class ChangeLifecycleStage(LifecycleChange):
 
 
 def claim_emails(crm: Crm, contact_id: UUID, emails: list[str]) -> list[UniqueKey]:
+    return claim_email_keys(lambda key: crm.find(UniqueKey, key), contact_id, emails)
+
+
+def claim_email_keys(
+    find: Callable[[UUID], UniqueKey | None], contact_id: UUID, emails: list[str]
+) -> list[UniqueKey]:
+    """The index keys of ``emails``, claimed for the contact (``find`` gives the existing
+    key of an id, or None). Every key is checked before any is claimed: a refusal leaves
+    the keys found unchanged."""
+    found = [(email, find(key_id(EMAIL_SCOPE, email))) for email in emails]
+    for _, existing in found:
+        if existing is not None:
+            existing.check_free_for(contact_id)
     keys = []
-    for email in emails:
-        key = crm.find(UniqueKey, key_id(EMAIL_SCOPE, email))
+    for email, key in found:
         if key is None:
             key = UniqueKey(scope=EMAIL_SCOPE, key=email, holder_id=contact_id)
         else:

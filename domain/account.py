@@ -95,12 +95,16 @@ class Account(Aggregate):
         country: str | None = None,
         address: str | None = None,
         parent: Account | None = None,
+        id: UUID | None = None,
     ) -> Account:
+        """A new account; ``id`` is given where it must be derived (an import), else new."""
         check_country(country)
         check_website(website)
         if parent is not None:
             parent.check_not_archived()
-        return cls(
+        return cls._create(
+            cls.Registered,
+            id=id,
             name=check_name(name),
             website=website,
             industry=industry,

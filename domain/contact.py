@@ -138,12 +138,16 @@ class Contact(Aggregate):
         account_id: UUID | None = None,
         tags: Sequence[str] = (),
         lifecycle_stage: LifecycleStage = LifecycleStage.LEAD,
+        id: UUID | None = None,
     ) -> Contact:
+        """A new contact; ``id`` is given where it must be derived (an import), else new."""
         tag_list: list[str] = []
         for tag in map(normalize_tag, tags):
             if tag not in tag_list:
                 tag_list.append(tag)
-        return cls(
+        return cls._create(
+            cls.Created,
+            id=id,
             first_name=check_name(first_name, "first name"),
             last_name=last_name.strip(),
             emails=normalize_emails(emails),

@@ -140,9 +140,13 @@ class Deal(Aggregate):
         account_id: UUID | None = None,
         contact_ids: Sequence[UUID] = (),
         expected_close_date: date | None = None,
+        id: UUID | None = None,
     ) -> Deal:
+        """A new deal; ``id`` is given where it must be derived (an import), else new."""
         chosen = pipeline.first_stage if stage is None else pipeline.find_stage(stage)
-        return cls(
+        return cls._create(
+            cls.Opened,
+            id=id,
             title=check_name(title, "title"),
             account_id=account_id,
             contact_ids=list(dict.fromkeys(contact_ids)),

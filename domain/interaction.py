@@ -180,8 +180,10 @@ class Interaction(Aggregate):
         contact_ids: list[UUID],
         account_id: UUID | None = None,
         deal_id: UUID | None = None,
+        id: UUID | None = None,
         **details: Any,
     ) -> Interaction:
+        """A new interaction; ``id`` is given where it must be derived (an import)."""
         if details.keys() != DETAIL_FIELDS[kind]:
             raise InvalidValueError(f"a {kind.value} has the details {sorted(DETAIL_FIELDS[kind])}")
         if not contact_ids and account_id is None and deal_id is None:
@@ -190,6 +192,7 @@ class Interaction(Aggregate):
         check_not_in_future(kind, occurred_at, now)
         return cls._create(
             LOGGED_EVENTS[kind],
+            id=id,
             occurred_at=occurred_at,
             contact_ids=list(dict.fromkeys(contact_ids)),
             account_id=account_id,

@@ -327,11 +327,12 @@ def removals(s: Scenario, pipeline: UUID) -> None:
             account_id=account,
         ),
     )  # fmt: skip
-    for cls, command, record in [
+    removed: list[tuple[type[Aggregate], Payload, UUID]] = [
         (Deal, RemoveDeal(deal_id=deal, reason="duplicate"), deal),
         (Contact, RemoveContact(contact_id=contact, reason="duplicate"), contact),
         (Account, RemoveAccount(account_id=account, reason="duplicate"), account),
-    ]:
+    ]
+    for cls, command, record in removed:
         # The action says it; no public field changes (a removed record reads 404 now).
         assert s.expect(cls, command, record, f"{cls.__name__}.Removed") == {}
 
