@@ -43,6 +43,7 @@ from tests.conftest import Person, Store, invite
 from tests.projections.compare import content
 
 AUDIT_TABLES = ("audit_log", "audit_state")
+REVERTED_KINDS = ("Account", "Contact", "Deal", "Interaction")
 #: The timeline's own bookkeeping, never shown: the records and interactions it has seen,
 #: and which were removed (so that later events about them write nothing).
 INTERNAL_TABLES = ("timeline_records", "timeline_removed", "timeline_sources")
@@ -202,3 +203,25 @@ def test_over_http_and_on_the_command_line(
     missing = runner.invoke(cli, ["revert-import", "nope"], env=env)
     assert missing.exit_code == 1
     assert "no event of the store belongs to import batch nope" in missing.output
+
+
+def test_a_file_imported_with_crm_import_is_reverted_whole(
+    crm: Crm, owner: Person, tmp_path: Path
+) -> None:
+    from tests.commands.test_importing import CSV, import_file, pipeline
+
+    pipeline(crm, owner)
+    path = tmp_path / "rows.csv"
+    path.write_text(CSV)
+    imported = import_file(crm, owner, path)
+    ids = [
+        n.originator_id
+        for n in crm.recorder.select_notifications(start=1, limit=100_000)
+        if n.originator_version == 1 and n.topic.split(":")[1].split(".")[0] in REVERTED_KINDS
+    ]
+    assert len(ids) == imported.written
+    report = revert_import(crm, imported.batch_id, owner.ctx)
+    assert report.reverted == imported.written
+    rows = current_rows(crm)
+    for record_id in ids:
+        assert mentions(rows, UUID(str(record_id))) == []
