@@ -53,6 +53,12 @@ from replay.rebuild import rebuild as rebuild_read_model
 def init(
     email: Annotated[str, typer.Option(help="e-mail of the first Owner")] = "owner@example.com",
     name: Annotated[str, typer.Option(help="name of the first Owner")] = "Owner",
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok", help="if the store already has an Owner, say so and succeed (deploys)"
+        ),
+    ] = False,
 ) -> None:
     """Create the event store and the first Owner; print the Owner's API token once."""
     settings = Settings()
@@ -63,6 +69,9 @@ def init(
     try:
         roster = crm.find(OwnerRoster, roster_id())
         if roster is not None and roster.owners:
+            if exist_ok:
+                out.print(f"Already initialised ({settings.store_description}); nothing to do")
+                return
             raise fail(
                 f"already initialised ({settings.store_description}); "
                 "use `crm token EMAIL` to issue a token for an existing user"
