@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "import": "bench.importing",
     "projections": "bench.projections",
     "records": "bench.records",
+    "relay": "bench.relay",
     "replay": "bench.replay",
 }
 

@@ -71,6 +71,32 @@ class KafkaTarget:
         }
 
 
+#: The producer's settings (besides the target's): every replica acknowledges, one
+#: request in flight per connection, so a retried request cannot overtake the next.
+PRODUCER_SETTINGS: dict[str, object] = {
+    "acks": "all",
+    "max_in_flight_requests_per_connection": 1,
+    "retries": 5,
+    "linger_ms": 5,
+    "batch_size": 256 * 1024,
+}
+
+
+def producer(target: KafkaTarget) -> KafkaProducer:
+    """The relay's producer (``bench relay`` measures the raw client with the same)."""
+    return KafkaProducer(**PRODUCER_SETTINGS, **target.client_config())
+
+
+def batch_headers(first: int, count: int, after: int) -> list[tuple[str, bytes]]:
+    """The headers of every message of a batch: its first position, its size, and the
+    position it was read after (everything up to there was already acknowledged)."""
+    return [
+        (BATCH_FIRST, str(first).encode()),
+        (BATCH_COUNT, str(count).encode()),
+        (BATCH_AFTER, str(after).encode()),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Tail:
     """One message read back from the end of a partition."""
@@ -223,27 +249,20 @@ class Relay:
         log.info("resuming after position %d", self.position)
         if self.progress is not None:
             self.progress(self.position, max(self.position, self.head()))
-        producer = KafkaProducer(
-            acks="all",
-            max_in_flight_requests_per_connection=1,
-            retries=5,
-            linger_ms=5,
-            batch_size=256 * 1024,
-            **self.target.client_config(),
-        )
+        client = producer(self.target)
         try:
             stop = self.head() if once else None
             while not self._stopped.is_set():
-                sent = self._publish_batch(producer, stop)
+                sent = self._publish_batch(client, stop)
                 if sent:
                     continue
                 if once:
                     return
                 self._stopped.wait(self.poll_seconds)
         finally:
-            producer.close(timeout=5)
+            client.close(timeout=5)
 
-    def _publish_batch(self, producer: KafkaProducer, stop: int | None) -> int:
+    def _publish_batch(self, client: KafkaProducer, stop: int | None) -> int:
         start = self.position or 0
         if stop is not None and start >= stop:
             return 0
@@ -252,20 +271,16 @@ class Relay:
         )
         if not page:
             return 0
-        headers = [
-            (BATCH_FIRST, str(page[0].id).encode()),
-            (BATCH_COUNT, str(len(page)).encode()),
-            (BATCH_AFTER, str(start).encode()),
-        ]
+        headers = batch_headers(page[0].id, len(page), after=start)
         futures = []
         for notification in page:
             envelope = Envelope.from_notification(notification)
             futures.append(
-                producer.send(
+                client.send(
                     self.target.topic, key=envelope.key, value=envelope.to_json(), headers=headers
                 )
             )
-        producer.flush(timeout=self.target.timeout_seconds)
+        client.flush(timeout=self.target.timeout_seconds)
         for future in futures:
             future.get(timeout=self.target.timeout_seconds)  # raises the broker's error
         self.position = page[-1].id
