@@ -13,8 +13,9 @@ afterwards):
   relay     what ``crm relay --once`` does (streaming.relay.Relay.run(once=True)) to
             another new topic: read the store in pages, build each envelope, send the
             page, wait for the broker to acknowledge all of it, next page
-  kafka-fed the Kafka-fed projection rate: a placeholder until ``crm project --source
-            kafka`` exists (see ``kafka_fed_projection``)
+  kafka-fed what ``crm project --source kafka --once`` does: every read model fed from
+            the relay's topic (one consumer holding every partition) into new DuckDB
+            files, from the first offset to the end (events/s)
 
 Target (issue 5): relay >= 80% of the raw producer rate.
 """
@@ -55,8 +56,12 @@ from bench.common import (
 )
 from bench.history import History
 from commands.app import Crm, store_env
+from projections.files import ReadFiles
+from projections.host import open_store
+from projections.registry import PROJECTORS
 from streaming.envelope import Envelope
 from streaming.relay import MAX_BATCH, KafkaTarget, Relay, batch_headers, ensure_topic, producer
+from streaming.source import KafkaSource
 from streaming.tansu import BrokerUnavailableError, tansu_broker
 
 NAME = "relay"
@@ -169,13 +174,23 @@ def relay_once(crm: Crm, target: KafkaTarget, batch_size: int, bar: Any, store: 
     return Pass(relay.published, seconds)
 
 
-def kafka_fed_projection(bootstrap: str, target: KafkaTarget, events: int) -> Pass | None:
-    """PLACEHOLDER — the Kafka-fed projection rate (events/s): every read model fed by
-    ``crm project --source kafka --group …`` from ``target``'s topic (which the relay
-    pass has just filled with ``events`` events), from offset 0 until it has applied
-    them all. Returns None until that command exists (issue 5, another branch); the
-    table and the JSON keep a row and a key for it."""
-    return None
+def kafka_fed_projection(target: KafkaTarget, events: int, read_dir: Path) -> Pass:
+    """``crm project --source kafka --once``: every registered read model fed from the
+    relay's topic (``streaming.source.KafkaSource``, one consumer in a new group, so it
+    holds every partition) into new DuckDB files, from offset 0 to the end."""
+    files = ReadFiles(read_dir)
+    stores = [open_store(files.current(name), [make()]) for name, make in PROJECTORS.items()]
+    try:
+        source = KafkaSource(target, f"bench-{uuid.uuid4().hex[:8]}", stores, batch_size=5_000)
+        started = time.perf_counter()
+        source.run(once=True)
+        seconds = time.perf_counter() - started
+    finally:
+        for store in stores:
+            store.close()
+    if source.applied != events:
+        raise BenchError(f"the Kafka-fed projection applied {source.applied} of {events} events")
+    return Pass(source.applied, seconds)
 
 
 def bench_store(store: str, bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -198,7 +213,7 @@ def bench_store(store: str, bootstrap: str, args: argparse.Namespace) -> dict[st
         raw = raw_producer(new_target(bootstrap), messages)
         relayed_to = new_target(bootstrap)
         relay = relay_once(crm, relayed_to, args.batch_size, bar, store)
-        fed = kafka_fed_projection(bootstrap, relayed_to, relay.events)
+        fed = kafka_fed_projection(relayed_to, relay.events, tmp / "read")
         return {
             "events": len(messages),
             "message_bytes_mean": raw.bytes / len(messages) if messages else 0,
@@ -230,13 +245,14 @@ def run(args: argparse.Namespace) -> int:
         "partitions). raw (the baseline): kafka-python's producer, the relay's settings, the "
         "same messages built beforehand, one flush; relay: crm relay --once (read, envelope, "
         f"send, acknowledged batch by batch of {args.batch_size}); kafka-fed projection: "
-        "crm project --source kafka (not measured yet). "
+        "crm project --source kafka --once from the relay's topic into every read model "
+        "(x raw: against the raw producer's rate). "
         f"Target: relay >= {TARGET_RATIO:.0%} of raw{busy}.",
     )
     for store, result in results.items():
         raw: Pass = result["raw"]
         relay: Pass = result["relay"]
-        fed: Pass | None = result["kafka_fed_projection"]
+        fed: Pass = result["kafka_fed_projection"]
         megabytes = raw.bytes / 1e6
         share = ratio(relay.rate, raw.rate)
         style = "green" if share >= TARGET_RATIO else "bold red"
@@ -249,13 +265,10 @@ def run(args: argparse.Namespace) -> int:
             fmt_rate(relay.rate), fmt_ratio(share), f"{megabytes / relay.seconds:.1f}",
             style=style,
         )  # fmt: skip
-        if fed is None:
-            table.add_row(f"{store} · kafka-fed projection", "-", "-", "-", "-", "-")
-        else:
-            table.add_row(
-                f"{store} · kafka-fed projection", fmt_int(fed.events), f"{fed.seconds:.2f}",
-                fmt_rate(fed.rate), fmt_ratio(ratio(fed.rate, raw.rate)), "-",
-            )  # fmt: skip
+        table.add_row(
+            f"{store} · kafka-fed projection", fmt_int(fed.events), f"{fed.seconds:.2f}",
+            fmt_rate(fed.rate), fmt_ratio(ratio(fed.rate, raw.rate)), "-",
+        )  # fmt: skip
     for store in skipped:
         table.add_row(f"{store} · skipped", *["-"] * 5, style="yellow")
     out.print(table)
@@ -279,12 +292,7 @@ def run(args: argparse.Namespace) -> int:
                 "raw": result["raw"].as_json(),
                 "relay": result["relay"].as_json(),
                 "relay_over_raw": round(ratio(result["relay"].rate, result["raw"].rate), 3),
-                # Filled once `crm project --source kafka` lands (kafka_fed_projection).
-                "kafka_fed_projection": (
-                    None
-                    if result["kafka_fed_projection"] is None
-                    else result["kafka_fed_projection"].as_json()
-                ),
+                "kafka_fed_projection": result["kafka_fed_projection"].as_json(),
             }
             for store, result in results.items()
         },
