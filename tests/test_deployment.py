@@ -146,6 +146,9 @@ def test_services_are_health_checked_and_started_in_order(config: dict[str, Any]
         roles["kafka"]
     )
     assert "http://127.0.0.1:8000/health" in health_test(roles["api"])
+    # The relay serves its metrics (lag, broker up) where its health check reads them.
+    assert environment(roles["relay"])["CRM_RELAY_METRICS_PORT"] == "9108"
+    assert "http://127.0.0.1:9108/metrics" in health_test(roles["relay"])
     assert conditions(roles["init"]) == {"postgres": "service_healthy"}
     done = "service_completed_successfully"
     assert conditions(roles["api"]) == {"postgres": "service_healthy", "init": done}
