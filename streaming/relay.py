@@ -98,6 +98,16 @@ def batch_headers(first: int, count: int, after: int) -> list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """Events read after position ``after``, each as its message's key and value."""
+
+    after: int
+    first: int
+    last: int
+    messages: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
 class Tail:
     """One message read back from the end of a partition."""
 
@@ -212,6 +222,8 @@ class Relay:
         #: The broker's last error while the relay retries; None while it answers.
         self.broker_error: str | None = None
         self._stopped = threading.Event()
+        #: The next page, read and encoded while the broker acknowledged the last one.
+        self._ahead: Page | None = None
 
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -262,30 +274,42 @@ class Relay:
         finally:
             client.close(timeout=5)
 
+    def _read(self, after: int, stop: int | None) -> Page | None:
+        notifications = self.recorder.select_notifications(
+            start=after, limit=self.batch_size, stop=stop, inclusive_of_start=False
+        )
+        if not notifications:
+            return None
+        messages = []
+        for notification in notifications:
+            envelope = Envelope.from_notification(notification)
+            messages.append((envelope.key, envelope.to_json()))
+        return Page(after, notifications[0].id, notifications[-1].id, messages)
+
     def _publish_batch(self, client: KafkaProducer, stop: int | None) -> int:
         start = self.position or 0
         if stop is not None and start >= stop:
             return 0
-        page = self.recorder.select_notifications(
-            start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
-        )
-        if not page:
+        ahead, self._ahead = self._ahead, None
+        page = ahead if ahead is not None and ahead.after == start else self._read(start, stop)
+        if page is None:
             return 0
-        headers = batch_headers(page[0].id, len(page), after=start)
-        futures = []
-        for notification in page:
-            envelope = Envelope.from_notification(notification)
-            futures.append(
-                client.send(
-                    self.target.topic, key=envelope.key, value=envelope.to_json(), headers=headers
-                )
-            )
+        headers = batch_headers(page.first, len(page.messages), after=start)
+        futures = [
+            client.send(self.target.topic, key=key, value=value, headers=headers)
+            for key, value in page.messages
+        ]
+        # While the broker acknowledges this batch, read and encode the next one. It is
+        # sent only once this one is acknowledged (everything before a batch is on the
+        # topic when it starts): reading ahead only keeps the broker from waiting on us.
+        if stop is None or page.last < stop:
+            self._ahead = self._read(page.last, stop)
         client.flush(timeout=self.target.timeout_seconds)
         for future in futures:
             future.get(timeout=self.target.timeout_seconds)  # raises the broker's error
-        self.position = page[-1].id
-        self.published += len(page)
-        log.debug("acknowledged positions %d..%d", page[0].id, self.position)
+        self.position = page.last
+        self.published += len(page.messages)
+        log.debug("acknowledged positions %d..%d", page.first, self.position)
         if self.progress is not None:
             self.progress(self.position, max(self.position, stop or self.head()))
-        return len(page)
+        return len(page.messages)
