@@ -1,0 +1,52 @@
+"""The OpenAPI schema documents the refusals the API really sends: problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jsonschema
+
+
+def schema_of(api: httpx.Client) -> dict[str, Any]:
+    response = api.get("/openapi.json")
+    assert response.status_code == 200
+    spec: dict[str, Any] = response.json()
+    return spec
+
+
+def test_every_documented_refusal_is_a_problem(api: httpx.Client) -> None:
+    spec = schema_of(api)
+    refusals = [
+        (f"{method.upper()} {path}", status, answer)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        for status, answer in operation["responses"].items()
+        if int(status) >= 400
+    ]
+
+    assert refusals
+    for label, status, answer in refusals:
+        assert list(answer["content"]) == ["application/problem+json"], (label, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_a_command_documents_each_refusal_it_can_send(api: httpx.Client) -> None:
+    responses = schema_of(api)["paths"]["/deals/{deal_id}/won"]["post"]["responses"]
+
+    assert sorted(responses) == sorted(
+        ["200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503"]
+    )
+    assert responses["429"]["headers"]["Retry-After"]["required"] is True
+    assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
+
+
+def test_a_real_refusal_matches_the_documented_problem(api: httpx.Client) -> None:
+    spec = schema_of(api)
+    refused = api.post("/pipelines", json={"name": "P", "stages": [{"name": "L"}]})
+
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    schema = {"$ref": "#/components/schemas/Problem", "components": spec["components"]}
+    jsonschema.validate(refused.json(), schema)
+    assert refused.json()["errors"][0]["field"] == "body.stages.0.probability"
