@@ -81,9 +81,9 @@ def problem_statuses(method: str, operation: dict[str, Any]) -> list[int]:
     return sorted(statuses)
 
 
-def problem_response(status: int) -> dict[str, Any]:
+def problem_response(status: int, description: str | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
-        "description": TITLES[status],
+        "description": description or TITLES.get(status, "Error"),
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
     if status in HEADERS:
@@ -100,8 +100,12 @@ def add_problems(spec: dict[str, Any]) -> None:
     for operations in spec.get("paths", {}).values():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
-            for status in problem_statuses(method, operation):
-                responses[str(status)] = problem_response(status)
+            # A route may declare a refusal that its parameters do not show (a query
+            # parameter naming a record that does not exist): it is a problem too.
+            declared = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+            for status in declared | set(problem_statuses(method, operation)):
+                described = responses.get(str(status), {}).get("description")
+                responses[str(status)] = problem_response(status, described)
             operation["responses"] = dict(sorted(responses.items()))
 
 

@@ -41,6 +41,13 @@ def test_a_command_documents_each_refusal_it_can_send(api: httpx.Client) -> None
     assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
 
 
+def test_a_report_of_one_pipeline_documents_its_404(api: httpx.Client) -> None:
+    responses = schema_of(api)["paths"]["/reports/funnel"]["get"]["responses"]
+
+    assert list(responses["404"]["content"]) == ["application/problem+json"]
+    assert responses["404"]["description"] == "no pipeline with that id"
+
+
 def test_a_real_refusal_matches_the_documented_problem(api: httpx.Client) -> None:
     spec = schema_of(api)
     refused = api.post("/pipelines", json={"name": "P", "stages": [{"name": "L"}]})
