@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -57,3 +58,24 @@ def test_a_real_refusal_matches_the_documented_problem(api: httpx.Client) -> Non
     schema = {"$ref": "#/components/schemas/Problem", "components": spec["components"]}
     jsonschema.validate(refused.json(), schema)
     assert refused.json()["errors"][0]["field"] == "body.stages.0.probability"
+
+
+def test_the_command_headers_document_their_rules(api: httpx.Client) -> None:
+    parameters = schema_of(api)["paths"]["/accounts"]["post"]["parameters"]
+    rules = {p["name"]: p["schema"]["anyOf"][0] for p in parameters}
+
+    if_match = re.compile(rules["if-match"]["pattern"])
+    assert if_match.match('"3"')
+    assert if_match.match('W/"3"')
+    assert not if_match.match('"1.5"')
+    request_id = re.compile(rules["x-request-id"]["pattern"])
+    assert request_id.match("req-1:a.b_c")
+    assert not request_id.match("has spaces")
+    assert rules["idempotency-key"] == {"type": "string", "minLength": 1, "maxLength": 200}
+
+
+def test_a_header_within_its_documented_rules_is_accepted(api: httpx.Client) -> None:
+    headers = {"If-Match": 'W/"0"', "X-Request-ID": "req-1:a.b_c", "Idempotency-Key": "k" * 200}
+    created = api.post("/accounts", json={"name": "Acme"}, headers=headers)
+
+    assert created.status_code == 201, created.text
