@@ -8,7 +8,7 @@ deals, an interaction, a task, users and their tokens), so that requests get pas
 found" into the commands and reads themselves. The users whose tokens send the requests
 are never among the ids, so that the run cannot lock itself out.
 
-``CRM_FUZZ_EXAMPLES`` (default 8) sets the examples per operation, store and generation
+``CRM_FUZZ_EXAMPLES`` (default 15) sets the examples per operation, store and generation
 mode; e.g. ``CRM_FUZZ_EXAMPLES=200 pytest tests/api/test_fuzz.py`` for a long run.
 """
 
@@ -37,7 +37,7 @@ from tests.api.test_bad_input import seed
 from tests.conftest import Person, Store, invite
 from tests.services import new_schema, serving
 
-EXAMPLES = int(os.environ.get("CRM_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("CRM_FUZZ_EXAMPLES", "15"))
 PROBLEM_JSON = "application/problem+json"
 #: Each role's token sends requests; the roles' users are never named by a request.
 ROLES = [Role.OWNER, Role.ADMIN, Role.AUDITOR, Role.SENIOR_MANAGER, Role.MANAGER, Role.SALES_REP]
@@ -181,21 +181,39 @@ def problem_for_every_4xx(response: Response) -> None:
         assert problem[member], problem
 
 
-def send(world: FuzzWorld, case: Case[Any], data: st.DataObject, session: requests.Session) -> None:
+def allowed(case: Case[Any], name: str, known: list[str]) -> list[str]:
+    """The known values that the path parameter's schema allows (its enum, if any)."""
+    for parameter in case.operation.path_parameters:
+        if parameter.name == name:
+            enum = parameter.definition.get("schema", {}).get("enum")
+            return [value for value in known if enum is None or value in enum]
+    return known
+
+
+def use_known_ids(world: FuzzWorld, case: Case[Any], data: st.DataObject) -> None:
+    """Often replaces generated ids in the path and the body by those of seeded records."""
     for name in case.path_parameters or {}:
-        known = world.ids.get(name)
-        if known and data.draw(st.booleans(), label=f"known {name}"):
+        known = allowed(case, name, world.ids.get(name, []))
+        if not known:
+            continue
+        if data.draw(st.booleans(), label=f"known {name}"):
             case.path_parameters[name] = data.draw(st.sampled_from(known), label=name)
-    if isinstance(case.body, dict):
-        for name, value in case.body.items():
-            known = world.ids.get(BODY_IDS.get(name, name))
-            if not known or not data.draw(st.booleans(), label=f"known {name}"):
-                continue
-            if isinstance(value, list):
-                chosen: list[Any] = data.draw(st.lists(st.sampled_from(known), max_size=3))
-                case.body[name] = chosen
-            else:
-                case.body[name] = data.draw(st.sampled_from(known), label=name)
+    if not isinstance(case.body, dict):
+        return
+    for name in case.body:
+        known = world.ids.get(BODY_IDS.get(name, name), [])
+        if not known or not data.draw(st.booleans(), label=f"known {name}"):
+            continue
+        if name.endswith("_ids"):
+            many = st.lists(st.sampled_from(known), min_size=1, max_size=3, unique=True)
+            chosen: list[Any] = data.draw(many, label=name)
+            case.body[name] = chosen
+        else:
+            case.body[name] = data.draw(st.sampled_from(known), label=name)
+
+
+def send(world: FuzzWorld, case: Case[Any], data: st.DataObject, session: requests.Session) -> None:
+    use_known_ids(world, case, data)
     role = data.draw(st.sampled_from(ROLES), label="role")
     response = case.call(
         base_url=world.base_url,
