@@ -572,7 +572,11 @@ MALFORMED_JSON = {
 
 @pytest.mark.parametrize("content", MALFORMED_JSON.values(), ids=MALFORMED_JSON.keys())
 def test_malformed_json_is_400(world: World, content: bytes) -> None:
-    refused(world, "POST /accounts", content, status=400)
+    problem = refused(world, "POST /accounts", content, status=400)
+
+    assert problem["type"] == "/problems/validation"
+    assert problem["detail"] == "the request body is not valid JSON"
+    assert [error["type"] for error in problem["errors"]] == ["json_invalid"]
 
 
 @pytest.mark.parametrize(
