@@ -109,13 +109,36 @@ def add_problems(spec: dict[str, Any]) -> None:
             operation["responses"] = dict(sorted(responses.items()))
 
 
+def without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without the ``null`` that FastAPI adds for ``X | None``."""
+    branches = schema.get("anyOf")
+    if not branches or {"type": "null"} not in branches:
+        return schema
+    rest = [branch for branch in branches if branch != {"type": "null"}]
+    others = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**others, **rest[0]} if len(rest) == 1 else {**others, "anyOf": rest}
+
+
+def drop_null_parameters(spec: dict[str, Any]) -> None:
+    """A query parameter or a header is there or not: it cannot be ``null`` (a client
+    following the schema would send the text "null"). Optional is ``required: false``."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if "schema" in parameter:
+                    parameter["schema"] = without_null(parameter["schema"])
+
+
 def document_problems(app: FastAPI) -> None:
-    """Makes ``app``'s OpenAPI schema (built once, on first use) document its problems."""
+    """Makes ``app``'s OpenAPI schema (built once, on first use) document its problems
+    and its optional parameters as they are sent."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            add_problems(build())  # build() keeps the schema in app.openapi_schema
+            spec = build()  # build() keeps the schema in app.openapi_schema
+            add_problems(spec)
+            drop_null_parameters(spec)
         assert app.openapi_schema is not None
         return app.openapi_schema
 
