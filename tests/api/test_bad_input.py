@@ -512,6 +512,8 @@ BAD_AMOUNTS = {
     "negative-number": "-0.01",
     "five-decimals": '"1.00001"',
     "tiny-exponent": '"1e-9"',
+    "huge-negative-exponent": '"1e-999999999"',
+    "huge-exponent": '"1e999999999"',
     "too-large": '"1e15"',
     "400-digits": '"1' + "0" * 400 + '"',
     "NaN-string": '"NaN"',

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import jsonschema
+import pytest
 
 
 def schema_of(api: httpx.Client) -> dict[str, Any]:
@@ -97,3 +99,26 @@ def test_no_parameter_is_documented_as_null(api: httpx.Client) -> None:
     audit = {p["name"]: p for p in spec["paths"]["/audit"]["get"]["parameters"]}
     assert audit["limit"]["schema"]["type"] == "integer"
     assert audit["limit"]["required"] is False
+
+
+@pytest.mark.parametrize("model", ["OpenDeal", "DealChanges"])
+def test_an_amount_as_a_string_is_documented_as_a_decimal(api: httpx.Client, model: str) -> None:
+    amount = schema_of(api)["components"]["schemas"][model]["properties"]["amount"]
+    (text,) = [branch for branch in amount["anyOf"] if branch.get("type") == "string"]
+    decimal = re.compile(text["pattern"])
+
+    for good in ("12500.00", "0.5", ".5", "1e3", " 7 "):
+        assert decimal.match(good), good
+    for bad in ("ten", "12,50", "€10", "", "NaN", "0x10"):
+        assert not decimal.match(bad), bad
+
+
+def test_an_amount_the_schema_allows_opens_a_deal(api: httpx.Client) -> None:
+    stages = [{"name": "Lead", "probability": 10}]
+    pipeline = api.post("/pipelines", json={"name": "P", "stages": stages}).json()["id"]
+    deal = {"title": "T", "amount": " 1.25e2 ", "currency": "EUR", "pipeline_id": pipeline}
+
+    opened = api.post("/deals", json=deal)
+
+    assert opened.status_code == 201, opened.text
+    assert Decimal(api.get(f"/deals/{opened.json()['id']}").json()["amount"]) == 125
