@@ -2,11 +2,13 @@
 app's own OpenAPI schema, valid and invalid, and sends them with a real token of every
 role to a server over a seeded store. No answer may be a 5xx, every 4xx is an RFC 9457
 problem, and every answer conforms to the schema (status, media type, body, headers).
+Not even a 503: the API's deliberate ones (a read model more than 5 s behind, too many
+reads as of a moment at once) cannot happen on a quiet server, so one here is a bug.
 
-Path ids are often ids of seeded records (accounts, contacts, a pipeline and its stages,
-deals, an interaction, a task, users and their tokens), so that requests get past "not
-found" into the commands and reads themselves. The users whose tokens send the requests
-are never among the ids, so that the run cannot lock itself out.
+Ids in paths, queries and bodies are mostly those of seeded records (accounts, contacts,
+a pipeline and its stages, deals, an interaction, tasks, users and their tokens), so that
+requests get past "not found" into the commands and reads themselves. The users whose
+tokens send the requests are never among the ids, so that the run cannot lock itself out.
 
 ``CRM_FUZZ_EXAMPLES`` (default 15) sets the examples per operation, store and generation
 mode; e.g. ``CRM_FUZZ_EXAMPLES=200 pytest tests/api/test_fuzz.py`` for a long run.
@@ -42,7 +44,6 @@ PROBLEM_JSON = "application/problem+json"
 #: Each role's token sends requests; the roles' users are never named by a request.
 ROLES = [Role.OWNER, Role.ADMIN, Role.AUDITOR, Role.SENIOR_MANAGER, Role.MANAGER, Role.SALES_REP]
 
-#: Body fields that name records, by the path parameter whose ids they take.
 #: Records of each kind seeded beyond those of ``seed``.
 EXTRA_RECORDS = 3
 #: Body fields and query parameters that name records, by the path parameter whose ids
@@ -249,8 +250,6 @@ def send(world: FuzzWorld, case: Case[Any], data: st.DataObject, session: reques
         timeout=30,
     )
     problem_for_every_4xx(response)
-    if response.status_code == 503:
-        assert header(response, "Retry-After"), response.text
     case.validate_response(response, checks=CHECKS)
 
 
