@@ -14,6 +14,7 @@ from api import problems
 from api.deps import CrmDep
 from api.metrics import server_registry
 from api.middleware import BodyGuard, CatchUnexpected
+from api.openapi import document_problems
 from api.ratelimit import TokenBuckets
 from api.routes import (
     access,
@@ -95,6 +96,7 @@ def create_app(
         app.state.crm = crm
     app.state.write_limits = TokenBuckets(settings.write_rate_per_second, settings.write_burst)
     problems.install(app)
+    document_problems(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchUnexpected)  # outermost: added last
 

@@ -12,12 +12,16 @@ from api.ratelimit import TokenBuckets
 from commands.app import Crm
 from commands.context import Context
 from commands.errors import UnauthenticatedError
+from commands.idempotency import MAX_KEY_LENGTH
 from commands.tokens import authenticate, token_id_of
 from domain.errors import InvalidValueError
 from domain.user import User
 
-_ETAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+# The headers' rules are in the OpenAPI schema too (so clients and schema-driven tests
+# know them): FastAPI refuses a value that breaks them with a 422 problem.
+IF_MATCH_PATTERN = r'^(?:W/)?"?([0-9]{1,18})"?$'
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
+_ETAG = re.compile(IF_MATCH_PATTERN)
 
 
 def get_crm(request: Request) -> Crm:
@@ -58,16 +62,27 @@ def parse_if_match(value: str | None) -> int | None:
 def command_context(
     request: Request,
     user: UserDep,
-    idempotency_key: Annotated[str | None, Header()] = None,
-    if_match: Annotated[str | None, Header()] = None,
-    x_request_id: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=MAX_KEY_LENGTH,
+            description="makes a retry safe: the same key and body answer the first reply",
+        ),
+    ] = None,
+    if_match: Annotated[
+        str | None,
+        Header(pattern=IF_MATCH_PATTERN, description='only if at this version (ETag), e.g. "3"'),
+    ] = None,
+    x_request_id: Annotated[
+        str | None,
+        Header(pattern=REQUEST_ID_PATTERN, description="recorded with the events"),
+    ] = None,
 ) -> Context:
     # Every command goes through here: each token's writes are limited (429) before
     # anything is decided.
     limits: TokenBuckets = request.app.state.write_limits
     limits.take(str(request.state.token_id))
-    if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
-        raise InvalidValueError("X-Request-ID has 1 to 100 letters, digits or ._:-")
     return Context(
         actor=user.authority,
         source="api",

@@ -113,6 +113,9 @@ def error_response(error: Exception) -> JSONResponse:
     return problem(500, "an unexpected error occurred; it has been logged", "internal")
 
 
+NOT_JSON = "the request body is not valid JSON"
+
+
 def validation_errors(error: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
     errors = [
         {
@@ -123,7 +126,7 @@ def validation_errors(error: RequestValidationError) -> tuple[int, str, list[dic
         for e in error.errors()
     ]
     if any(e["type"] == "json_invalid" for e in errors):
-        return 400, "the request body is not valid JSON", errors
+        return 400, NOT_JSON, errors
     return 422, "the request does not match the expected shape", errors
 
 
@@ -149,6 +152,12 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
+        if error.status_code == 400 and error.__cause__ is not None:
+            # FastAPI could not parse the body at all (not UTF-8, nested beyond Python's
+            # recursion limit, a number too long to convert): the same problem as any
+            # other body that is not JSON, rather than its own untyped 400.
+            unreadable = {"field": "body", "message": "unreadable", "type": "json_invalid"}
+            return problem(400, NOT_JSON, "validation", errors=[unreadable])
         headers = dict(error.headers) if error.headers else {}
         if error.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))

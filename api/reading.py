@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import duckdb
+from eventsourcing.persistence import ApplicationRecorder
 from fastapi import Depends, Query, Request, Response
 
 from api.deps import UserDep
@@ -44,13 +45,23 @@ def read_connection(
     return reads.store(projection).reader()
 
 
+def check_written(recorder: ApplicationRecorder, min_position: int | None) -> None:
+    """A position no event has yet is not one a command returned: waiting cannot help."""
+    if min_position and min_position > (last := head(recorder)):
+        raise InvalidValueError(
+            f"min_position {min_position} is beyond the store's last event (position {last}); "
+            "pass the position a command returned"
+        )
+
+
 MinPosition = Annotated[
     int | None,
     Query(
         ge=0,
         le=2**62,
         description="wait (up to 5 s) until the read model has reached this position "
-        "(the `position` a command returned); ignored with `as_of` or `as_of_position`",
+        "(the `position` a command returned; one beyond the store's last event is 422); "
+        "ignored with `as_of` or `as_of_position`",
     ),
 ]
 
@@ -120,6 +131,7 @@ def reader_for(projection: str) -> Callable[..., Iterator[duckdb.DuckDBPyConnect
         request: Request, _: UserDep, point: ReadPointDep, min_position: MinPosition = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         if point.position is None:
+            check_written(request.app.state.crm.recorder, min_position)
             con = read_connection(request.app.state.reads, projection, min_position)
         else:
             cache: AsOfCache = request.app.state.as_of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from pydantic import Field
@@ -18,7 +19,21 @@ from domain.errors import InvalidValueError
 from domain.pipeline import Pipeline
 from domain.values import Money
 
-Amount = Field(description='a decimal string such as "12500.00"; never negative')
+#: What an amount written as a string looks like, in the OpenAPI schema (a number is
+#: taken as well): the schema said any string, so clients that follow it sent "abc".
+DECIMAL_STRING = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+
+
+def _decimal_string(schema: dict[str, Any]) -> None:
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") == "string":
+            branch["pattern"] = DECIMAL_STRING
+
+
+Amount = Field(
+    description='a decimal string such as "12500.00"; never negative',
+    json_schema_extra=_decimal_string,
+)
 Currency = Field(min_length=3, max_length=3, description="ISO 4217, e.g. EUR")
 
 
@@ -46,7 +61,7 @@ class DealChanges(Payload):
     """Only the fields present change. Amount and currency change together."""
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    amount: Decimal | None = None
+    amount: Decimal | None = Field(default=None, json_schema_extra=_decimal_string)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     expected_close_date: date | None = None
     contact_ids: list[UUID] | None = Field(default=None, max_length=50)

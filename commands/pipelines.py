@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from commands.app import Crm
 from commands.context import Context, Decision, Payload
@@ -12,12 +13,25 @@ from commands.loading import load_target
 from domain.pipeline import MAX_STAGES, Pipeline
 from domain.roles import Role
 
-Probability = Field(ge=0, le=100, strict=True, description="win probability, 0 to 100")
+
+def whole_number(value: object) -> object:
+    """JSON has one kind of number, and JSON Schema counts 60.0 as the integer 60; a
+    fraction (60.5) or a string ("60") is still refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Probability = Annotated[
+    int,
+    Field(ge=0, le=100, strict=True, description="win probability, 0 to 100"),
+    BeforeValidator(whole_number),
+]
 
 
 class StageSpec(Payload):
     name: str = Field(min_length=1, max_length=100)
-    probability: int = Probability
+    probability: Probability
 
 
 class CreatePipeline(Payload):
@@ -43,7 +57,7 @@ class AddStage(NewStage):
 
 class StageChanges(Payload):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    probability: int | None = Field(default=None, ge=0, le=100, strict=True)
+    probability: Probability | None = None
 
 
 class ChangeStage(StageChanges):

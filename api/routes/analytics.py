@@ -114,7 +114,7 @@ class Funnel(BaseModel):
     stages: list[FunnelStage]
 
 
-@router.get("/funnel")
+@router.get("/funnel", responses={404: {"description": "no pipeline with that id"}})
 def funnel(
     con: AnalyticsReader,
     pipeline_id: UUID,

@@ -388,6 +388,24 @@ def test_a_body_or_path_of_the_wrong_shape_is_422_naming_the_field(
     assert field in fields_named(problem)
 
 
+def test_a_whole_number_written_with_a_fraction_is_an_integer(world: World) -> None:
+    # JSON Schema (and so the OpenAPI schema) counts 60.0 as the integer 60.
+    stages = [{"name": "Lead", "probability": 60.0}]
+    created = world.http.post("/pipelines", json={"name": "Whole", "stages": stages})
+    assert created.status_code == 201, created.text
+    pipeline_id = created.json()["id"]
+    stage = {"name": "Late", "probability": 90.0, "position": 1.0}
+    added = world.http.post(f"/pipelines/{pipeline_id}/stages", json=stage)
+    assert added.status_code == 200, added.text
+
+    pipeline = world.http.get(f"/pipelines/{pipeline_id}").json()
+
+    assert [(s["name"], s["probability"]) for s in pipeline["stages"]] == [
+        ("Lead", 60),
+        ("Late", 90),
+    ]
+
+
 # Converting these to UTC leaves the range of datetime: the command models accept them,
 # and saving raises OverflowError in commands/persistence.py DatetimeAsUTC.encode (a 500).
 BEYOND_UTC = {
@@ -494,6 +512,8 @@ BAD_AMOUNTS = {
     "negative-number": "-0.01",
     "five-decimals": '"1.00001"',
     "tiny-exponent": '"1e-9"',
+    "huge-negative-exponent": '"1e-999999999"',
+    "huge-exponent": '"1e999999999"',
     "too-large": '"1e15"',
     "400-digits": '"1' + "0" * 400 + '"',
     "NaN-string": '"NaN"',
@@ -572,7 +592,11 @@ MALFORMED_JSON = {
 
 @pytest.mark.parametrize("content", MALFORMED_JSON.values(), ids=MALFORMED_JSON.keys())
 def test_malformed_json_is_400(world: World, content: bytes) -> None:
-    refused(world, "POST /accounts", content, status=400)
+    problem = refused(world, "POST /accounts", content, status=400)
+
+    assert problem["type"] == "/problems/validation"
+    assert problem["detail"] == "the request body is not valid JSON"
+    assert [error["type"] for error in problem["errors"]] == ["json_invalid"]
 
 
 @pytest.mark.parametrize(

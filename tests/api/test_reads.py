@@ -6,6 +6,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from api.app import create_app
+from api.settings import Settings
+from api.wiring import build_read_models
+from commands.accounts import RegisterAccount
+from commands.app import Crm
+from commands.handlers import execute
+from tests.conftest import Person
+from tests.services import serving
+
 
 def test_a_read_with_the_position_a_command_returned_sees_the_change(api: httpx.Client) -> None:
     for n in range(5):
@@ -36,13 +45,37 @@ def test_projections_report_their_position_and_lag(api: httpx.Client) -> None:
     assert audit == {"name": "audit", "position": receipt["position"], "lag": 0}
 
 
-def test_a_position_not_reached_in_time_is_503_with_retry_after(api: httpx.Client) -> None:
-    response = api.get("/audit", params={"min_position": 10**12})
+def test_a_position_not_reached_in_time_is_503_with_retry_after(crm: Crm, owner: Person) -> None:
+    # Read models that are never started stay behind the store's head.
+    stopped = build_read_models(crm, Settings(), in_memory=True)
+    receipt = execute(crm, RegisterAccount(name="Acme"), owner.ctx)
+    headers = {"Authorization": f"Bearer {owner.token}"}
+    try:
+        with serving(create_app(Settings(), crm=crm, reads=stopped)) as base_url:
+            response = httpx.get(
+                f"{base_url}/audit",
+                params={"min_position": receipt.position},
+                headers=headers,
+                timeout=30,
+            )
+    finally:
+        stopped.close()
 
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["Retry-After"] == "1"
-    assert "not yet at 1000000000000" in response.json()["detail"]
+    assert f"not yet at {receipt.position}" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/audit", "/board", "/directory/accounts", "/reports/funnel"])
+def test_a_position_beyond_the_last_event_is_422_at_once(api: httpx.Client, path: str) -> None:
+    head = api.get("/projections").json()["head"]
+
+    response = api.get(path, params={"min_position": head + 1})
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert f"beyond the store's last event (position {head})" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
