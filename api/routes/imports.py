@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import orjson
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
@@ -49,9 +49,10 @@ def import_rows(body: ImportBody, crm: CrmDep, ctx: ContextDep) -> ImportResult:
     """Import rows of accounts, contacts, deals and interactions. Good rows are written
     (one batch, tagged with its id), bad rows are listed with their index and reason
     and write nothing; sending the same rows again writes nothing new."""
-    content = orjson.dumps(
-        {"kind": body.kind, "rows": body.rows}, option=orjson.OPT_SORT_KEYS, default=str
-    )
+    # The stdlib's encoder: JSON integers of any size (orjson refuses those beyond 64 bits).
+    content = json.dumps(
+        {"kind": body.kind, "rows": body.rows}, sort_keys=True, default=str, separators=(",", ":")
+    ).encode()
     importer = Importer(crm, ctx, batch_id_of(content), kind=body.kind, default_owner=body.owner)
     report = importer.run(SourceRow(index, row) for index, row in enumerate(body.rows))
     return ImportResult(

@@ -76,6 +76,20 @@ def test_too_many_rows_a_too_large_body_or_a_bad_kind_are_problems_not_imports(
     assert crm.position() == position
 
 
+def test_an_integer_beyond_64_bits_refuses_its_row_not_the_request(
+    api: httpx.Client, crm: Crm
+) -> None:
+    """Found by the fuzz run: the batch id's encoding of the rows refused such numbers."""
+    before = crm.position()
+    row = {"kind": "account", "external_id": "A-big", "name": "Big", "country": 10**30}
+    reply = api.post("/imports", json={"rows": [row]})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["written"], body["refused"]) == (0, 1)
+    assert body["errors"][0]["index"] == 0
+    assert crm.position() == before
+
+
 def test_only_users_who_may_write_import(
     crm: Crm, owner: Person, server: str, api: httpx.Client
 ) -> None:
