@@ -81,11 +81,11 @@ def ancestry(crm: Crm, account: Account) -> list[UUID]:
     return ids
 
 
-def register_account(cmd: RegisterAccount, crm: Crm, ctx: Context) -> Decision:
-    owner_id = owner_or_actor(cmd.owner_id, ctx)
-    check_user(crm, owner_id)
-    parent = load_ref(crm, Account, cmd.parent_id) if cmd.parent_id else None
-    account = Account.register(
+def new_account(
+    cmd: RegisterAccount, owner_id: UUID, parent: Account | None, id: UUID | None = None
+) -> Account:
+    """The account ``cmd`` registers (the handler's and the importer's one way)."""
+    return Account.register(
         name=cmd.name,
         owner_id=owner_id,
         website=cmd.website,
@@ -93,7 +93,15 @@ def register_account(cmd: RegisterAccount, crm: Crm, ctx: Context) -> Decision:
         country=cmd.country,
         address=cmd.address,
         parent=parent,
+        id=id,
     )
+
+
+def register_account(cmd: RegisterAccount, crm: Crm, ctx: Context) -> Decision:
+    owner_id = owner_or_actor(cmd.owner_id, ctx)
+    check_user(crm, owner_id)
+    parent = load_ref(crm, Account, cmd.parent_id) if cmd.parent_id else None
+    account = new_account(cmd, owner_id, parent)
     return Decision(account, created={"account_id": account.id})
 
 

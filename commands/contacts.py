@@ -115,11 +115,10 @@ def release_emails(crm: Crm, contact_id: UUID, emails: list[str]) -> list[Unique
     return keys
 
 
-def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
-    owner_id = owner_or_actor(cmd.owner_id, ctx)
-    check_user(crm, owner_id)
-    check_account(crm, cmd.account_id)
-    contact = Contact.create(
+def new_contact(cmd: CreateContact, owner_id: UUID, id: UUID | None = None) -> Contact:
+    """The contact ``cmd`` creates (the handler's and the importer's one way); its
+    e-mail keys are claimed apart."""
+    return Contact.create(
         first_name=cmd.first_name,
         last_name=cmd.last_name,
         owner_id=owner_id,
@@ -129,7 +128,15 @@ def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
         account_id=cmd.account_id,
         tags=cmd.tags,
         lifecycle_stage=cmd.lifecycle_stage,
+        id=id,
     )
+
+
+def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
+    owner_id = owner_or_actor(cmd.owner_id, ctx)
+    check_user(crm, owner_id)
+    check_account(crm, cmd.account_id)
+    contact = new_contact(cmd, owner_id)
     keys = claim_emails(crm, contact.id, contact.emails)
     return Decision(contact, others=keys, created={"contact_id": contact.id})
 

@@ -99,13 +99,9 @@ class ReopenDeal(Reopening):
     deal_id: UUID
 
 
-def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
-    owner_id = owner_or_actor(cmd.owner_id, ctx)
-    check_user(crm, owner_id)
-    check_account(crm, cmd.account_id)
-    check_refs(crm, Contact, cmd.contact_ids)
-    pipeline = load_ref(crm, Pipeline, cmd.pipeline_id)
-    deal = Deal.open(
+def new_deal(cmd: OpenDeal, owner_id: UUID, pipeline: Pipeline, id: UUID | None = None) -> Deal:
+    """The deal ``cmd`` opens (the handler's and the importer's one way)."""
+    return Deal.open(
         title=cmd.title,
         value=Money(cmd.amount, cmd.currency),
         pipeline=pipeline,
@@ -114,7 +110,17 @@ def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
         account_id=cmd.account_id,
         contact_ids=cmd.contact_ids,
         expected_close_date=cmd.expected_close_date,
+        id=id,
     )
+
+
+def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
+    owner_id = owner_or_actor(cmd.owner_id, ctx)
+    check_user(crm, owner_id)
+    check_account(crm, cmd.account_id)
+    check_refs(crm, Contact, cmd.contact_ids)
+    pipeline = load_ref(crm, Pipeline, cmd.pipeline_id)
+    deal = new_deal(cmd, owner_id, pipeline)
     return Decision(deal, created={"deal_id": deal.id})
 
 

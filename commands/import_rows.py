@@ -19,11 +19,11 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from pydantic import ValidationError
 
-from commands.accounts import RegisterAccount, owner_or_actor
+from commands.accounts import RegisterAccount, new_account, owner_or_actor
 from commands.app import Crm
-from commands.contacts import CreateContact, claim_email_keys
+from commands.contacts import CreateContact, claim_email_keys, new_contact
 from commands.context import Context
-from commands.deals import OpenDeal
+from commands.deals import OpenDeal, new_deal
 from commands.import_store import ids_with_topics, load_many
 from commands.interactions import LogCall, LogEmail, LogInteraction, LogMeeting, LogNote, LogSms
 from commands.users import USER_EMAIL_SCOPE
@@ -35,7 +35,7 @@ from domain.index import UniqueKey
 from domain.interaction import Interaction
 from domain.pipeline import Pipeline
 from domain.user import User
-from domain.values import Money, key_id, normalize_email
+from domain.values import key_id, normalize_email
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -283,17 +283,7 @@ def build_account(row: Row, find: Lookup) -> list[Aggregate]:
     cmd = RegisterAccount.model_validate(
         {**data, "owner_id": owner_id, "parent_id": parent.id if parent else None}
     )
-    account = Account.register(
-        name=cmd.name,
-        owner_id=owner_id,
-        website=cmd.website,
-        industry=cmd.industry,
-        country=cmd.country,
-        address=cmd.address,
-        parent=parent,
-        id=row.id,
-    )
-    return [account]
+    return [new_account(cmd, owner_id, parent, id=row.id)]
 
 
 def build_contact(row: Row, find: Lookup) -> list[Aggregate]:
@@ -301,18 +291,7 @@ def build_contact(row: Row, find: Lookup) -> list[Aggregate]:
     owner_id = find.owner(data.pop("owner", None))
     account_id = find.account(data.pop("account", None))
     cmd = CreateContact.model_validate({**data, "owner_id": owner_id, "account_id": account_id})
-    contact = Contact.create(
-        first_name=cmd.first_name,
-        last_name=cmd.last_name,
-        owner_id=owner_id,
-        emails=cmd.emails,
-        phones=cmd.phones,
-        job_title=cmd.job_title,
-        account_id=account_id,
-        tags=cmd.tags,
-        lifecycle_stage=cmd.lifecycle_stage,
-        id=row.id,
-    )
+    contact = new_contact(cmd, owner_id, id=row.id)
     keys = claim_email_keys(lambda i: find.record(UniqueKey, i), contact.id, contact.emails)
     return [contact, *keys]
 
@@ -334,18 +313,7 @@ def build_deal(row: Row, find: Lookup) -> list[Aggregate]:
             "pipeline_id": pipeline.id,
         }
     )
-    deal = Deal.open(
-        title=cmd.title,
-        value=Money(cmd.amount, cmd.currency),
-        pipeline=pipeline,
-        owner_id=owner_id,
-        stage=cmd.stage,
-        account_id=account_id,
-        contact_ids=cmd.contact_ids,
-        expected_close_date=cmd.expected_close_date,
-        id=row.id,
-    )
-    return [deal]
+    return [new_deal(cmd, owner_id, pipeline, id=row.id)]
 
 
 def build_interaction(row: Row, find: Lookup) -> list[Aggregate]:
