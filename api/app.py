@@ -29,7 +29,6 @@ from api.routes import (
     interactions,
     pipelines,
     projections,
-    revert,
     tasks,
     timeline,
     users,
@@ -116,7 +115,6 @@ def create_app(
         (projections.router, "/projections"),
         (access.router, "/access"),
         (imports.router, "/imports"),
-        (revert.router, "/imports"),
     ]:
         app.include_router(router, prefix=prefix, tags=[prefix.strip("/")])
 

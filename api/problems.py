@@ -102,12 +102,8 @@ def error_response(error: Exception) -> JSONResponse:
     for cls, status, slug in ERROR_STATUS:
         if isinstance(error, cls):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            if status == 503:
-                headers = {
-                    "Retry-After": "1" if isinstance(error, ReadModelUnavailableError) else "5"
-                }
-            if isinstance(error, RateLimitedError):
-                headers = {"Retry-After": str(error.retry_after)}
+            if status in (429, 503):  # an error may say when to come back; else in 5 s
+                headers = {"Retry-After": str(getattr(error, "retry_after", 5))}
             return problem(status, str(error), slug, headers=headers)
     log.exception("unexpected error", exc_info=error)
     return problem(500, "an unexpected error occurred; it has been logged", "internal")

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import duckdb
-from eventsourcing.persistence import ApplicationRecorder
 from fastapi import Depends, Query, Request, Response
 
 from api.deps import UserDep
+from commands.app import Crm
 from commands.context import UtcDatetime
 from domain.errors import InvalidValueError
 from projections.host import ReadModels
@@ -28,6 +28,9 @@ AS_OF_POSITION_HEADER = "X-As-Of-Position"
 
 class ReadModelUnavailableError(Exception):
     """A read model is behind the asked position, or its runner has stopped."""
+
+    #: Seconds a client should wait before asking again (``Retry-After``).
+    retry_after = 1
 
 
 def read_connection(
@@ -45,9 +48,9 @@ def read_connection(
     return reads.store(projection).reader()
 
 
-def check_written(recorder: ApplicationRecorder, min_position: int | None) -> None:
+def check_written(crm: Crm, min_position: int) -> None:
     """A position no event has yet is not one a command returned: waiting cannot help."""
-    if min_position and min_position > (last := head(recorder)):
+    if min_position > (last := crm.position()):
         raise InvalidValueError(
             f"min_position {min_position} is beyond the store's last event (position {last}); "
             "pass the position a command returned"
@@ -131,8 +134,12 @@ def reader_for(projection: str) -> Callable[..., Iterator[duckdb.DuckDBPyConnect
         request: Request, _: UserDep, point: ReadPointDep, min_position: MinPosition = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         if point.position is None:
-            check_written(request.app.state.crm.recorder, min_position)
-            con = read_connection(request.app.state.reads, projection, min_position)
+            reads: ReadModels = request.app.state.reads
+            # Asking the store for its head only when the read model is behind: it is
+            # never ahead of the store, so a caught-up read model settles it.
+            if min_position and reads.store(projection).position(projection) < min_position:
+                check_written(request.app.state.crm, min_position)
+            con = read_connection(reads, projection, min_position)
         else:
             cache: AsOfCache = request.app.state.as_of
             con = cache.get(point.position, projection).reader()

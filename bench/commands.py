@@ -39,6 +39,7 @@ from bench.common import (
     RunningServer,
     ServiceUnavailableError,
     add_output_options,
+    add_store_options,
     crm_server,
     csv_choices,
     err,
@@ -80,24 +81,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="unmeasured seconds before each scenario (1)"
     )
-    parser.add_argument(
-        "--stores",
-        type=csv_choices(STORES),
-        default=list(STORES),
-        help="comma-separated, of: sqlite, postgres (both)",
-    )
+    add_store_options(parser, STORES)
     parser.add_argument(
         "--scenarios",
         type=csv_choices(SCENARIOS, everything="all"),
         default=list(DEFAULT_SCENARIOS),
         help=f"comma-separated, of: {', '.join(SCENARIOS)}; or all (health,mix); "
         "health, the baseline, always runs",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=None,
-        help="server to make a throw-away database on (env CRM_BENCH_POSTGRES_URL, "
-        "else postgresql://postgres@127.0.0.1:5432/postgres)",
     )
     parser.add_argument(
         "--client",

@@ -177,6 +177,22 @@ def csv_choices(
 # ---------------------------------------------------------------- JSON results
 
 
+def add_store_options(parser: argparse.ArgumentParser, stores: Sequence[str]) -> None:
+    """``--stores`` (comma-separated, of ``stores``; default all) and ``--postgres-url``."""
+    parser.add_argument(
+        "--stores",
+        type=csv_choices(stores),
+        default=list(stores),
+        help=f"comma-separated, of: {', '.join(stores)} (all)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="server to make a throw-away database on (env CRM_BENCH_POSTGRES_URL, "
+        "else postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
+
+
 def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument(
         "--json",

@@ -41,7 +41,7 @@ from bench.common import (
     BenchError,
     ServiceUnavailableError,
     add_output_options,
-    csv_choices,
+    add_store_options,
     err,
     fmt_int,
     fmt_rate,
@@ -92,13 +92,7 @@ COLUMNS = [
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows (1,000,000)")
-    parser.add_argument(
-        "--stores",
-        type=csv_choices(STORES),
-        default=list(STORES),
-        help="comma-separated, of: postgres, sqlite (both)",
-    )
-    parser.add_argument("--postgres-url", default=None, help="server for throw-away databases")
+    add_store_options(parser, STORES)
     add_output_options(parser, NAME)
 
 

@@ -57,6 +57,7 @@ from bench.common import (
     Latency,
     ServiceUnavailableError,
     add_output_options,
+    add_store_options,
     csv_choices,
     err,
     fmt_int,
@@ -105,24 +106,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events", type=int, default=1_000_000, help="events in the history (1,000,000)"
     )
-    parser.add_argument(
-        "--stores",
-        type=csv_choices(STORES),
-        default=list(STORES),
-        help="comma-separated, of: sqlite, postgres (both)",
-    )
+    add_store_options(parser, STORES)
     parser.add_argument(
         "--sections",
         type=csv_choices(SECTIONS, everything="all"),
         default=list(SECTIONS),
         help=f"comma-separated, of: {', '.join(SECTIONS)}; or all (all); "
         "load and baseline always run",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=None,
-        help="server to make a throw-away database on (env CRM_BENCH_POSTGRES_URL, "
-        "else postgresql://postgres@127.0.0.1:5432/postgres)",
     )
     parser.add_argument(
         "--page", type=int, default=10_000, help="events per page/batch, as the runner (10,000)"

@@ -32,7 +32,7 @@ from bench.common import (
     Latency,
     ServiceUnavailableError,
     add_output_options,
-    csv_choices,
+    add_store_options,
     err,
     fmt_int,
     fmt_ms,
@@ -67,13 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--replays", type=int, default=3, help="timed loads without snapshots (3: slow)"
     )
-    parser.add_argument(
-        "--stores",
-        type=csv_choices(STORES),
-        default=list(STORES),
-        help="comma-separated, of: sqlite, postgres (both)",
-    )
-    parser.add_argument("--postgres-url", default=None, help="server for a throw-away database")
+    add_store_options(parser, STORES)
     add_output_options(parser, NAME)
 
 

@@ -42,7 +42,7 @@ from bench.common import (
     BenchError,
     ServiceUnavailableError,
     add_output_options,
-    csv_choices,
+    add_store_options,
     err,
     fmt_int,
     fmt_pct,
@@ -80,13 +80,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events", type=int, default=200_000, help="events in the history (200,000)"
     )
-    parser.add_argument(
-        "--stores",
-        type=csv_choices(STORES),
-        default=list(STORES),
-        help="comma-separated, of: sqlite, postgres (both)",
-    )
-    parser.add_argument("--postgres-url", default=None, help="server for a throw-away database")
+    add_store_options(parser, STORES)
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -38,7 +38,7 @@ from bench.common import (
     Latency,
     ServiceUnavailableError,
     add_output_options,
-    csv_choices,
+    add_store_options,
     err,
     fmt_int,
     fmt_ms,
@@ -89,13 +89,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="processes of the parallel verify (one per core)",
     )
     parser.add_argument("--seed", type=int, default=1, help="of the history and the moments")
-    parser.add_argument(
-        "--stores",
-        type=csv_choices(STORES),
-        default=list(STORES),
-        help="comma-separated, of: sqlite, postgres (both)",
-    )
-    parser.add_argument("--postgres-url", default=None, help="server for a throw-away database")
+    add_store_options(parser, STORES)
     add_output_options(parser, NAME)
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 from pydantic import ValidationError
 
 from commands.accounts import RegisterAccount, new_account, owner_or_actor
@@ -25,7 +26,15 @@ from commands.contacts import CreateContact, claim_email_keys, new_contact
 from commands.context import Context
 from commands.deals import OpenDeal, new_deal
 from commands.import_store import ids_with_topics, load_many
-from commands.interactions import LogCall, LogEmail, LogInteraction, LogMeeting, LogNote, LogSms
+from commands.interactions import (
+    LogCall,
+    LogEmail,
+    LogInteraction,
+    LogMeeting,
+    LogNote,
+    LogSms,
+    new_interaction,
+)
 from commands.users import USER_EMAIL_SCOPE
 from domain.account import Account
 from domain.contact import EMAIL_SCOPE, Contact
@@ -155,7 +164,7 @@ class Lookup:
         wanted: set[UUID] = set()
         for row in rows:
             for kind, value in row.references():
-                for candidate in self._candidates(kind, value):
+                for candidate in candidates(kind, value):
                     # An account's parent is needed as a record; others only to exist.
                     if candidate not in own and (
                         candidate not in self.imported[kind]
@@ -171,16 +180,12 @@ class Lookup:
         self.pending = {}
         self.loaded = load_many(self.crm, wanted)
 
-    @staticmethod
-    def _candidates(kind: str, value: str) -> tuple[UUID, ...]:
-        return candidates(kind, value)
-
     # References
 
     def resolve(self, kind: str, value: str) -> UUID:
         """The id of the ``kind`` record named ``value`` (external id first, then id)."""
         cls = KINDS[kind]
-        for candidate in self._candidates(kind, value):
+        for candidate in candidates(kind, value):
             if candidate in self.imported[kind] or isinstance(
                 self.pending.get(candidate) or self.loaded.get(candidate), cls
             ):
@@ -259,7 +264,7 @@ class Lookup:
         except ValueError:
             pass
         if self._pipelines_by_name is None:
-            topics = [Pipeline.Created.__module__ + ":" + Pipeline.Created.__qualname__]
+            topics = [get_topic(Pipeline.Created)]
             by_name: dict[str, list[Pipeline]] = {}
             for record in load_many(self.crm, ids_with_topics(self.crm, topics)).values():
                 if isinstance(record, Pipeline):
@@ -322,7 +327,6 @@ def build_interaction(row: Row, find: Lookup) -> list[Aggregate]:
     model = INTERACTION_TYPES.get(type_name)
     if model is None:
         types = ", ".join(INTERACTION_TYPES)
-        types = ", ".join(INTERACTION_TYPES)
         raise RowRefusedError(f"type: an interaction's type is one of {types}")
     contact_ids = [
         find.resolve("contact", c) for c in texts(data.pop("contacts", None), "contacts")
@@ -337,18 +341,7 @@ def build_interaction(row: Row, find: Lookup) -> list[Aggregate]:
             "deal_id": find.resolve("deal", text(deal, "deal")) if deal else None,
         }
     )
-    interaction = Interaction.log(
-        kind=cmd.KIND,
-        occurred_at=cmd.occurred_at,
-        now=find.ctx.now,
-        logged_by=find.ctx.actor.user_id,
-        contact_ids=cmd.contact_ids,
-        account_id=cmd.account_id,
-        deal_id=cmd.deal_id,
-        id=row.id,
-        **cmd.details(),
-    )
-    return [interaction]
+    return [new_interaction(cmd, find.ctx, id=row.id)]
 
 
 BUILDERS: dict[str, Callable[[Row, Lookup], list[Aggregate]]] = {

@@ -20,6 +20,7 @@ records already there and writes nothing new. Rows are taken in order, in batche
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -92,6 +93,16 @@ def batch_id_of(*parts: bytes) -> str:
     return str(UUID(bytes=digest.digest()[:16], version=5))
 
 
+def rows_batch_id(rows: list[dict[str, Any]], kind: str | None) -> str:
+    """The batch id of rows sent as data (``POST /imports``): from their canonical JSON,
+    so the same rows, the same id. The stdlib's encoder: JSON integers of any size
+    (orjson refuses those beyond 64 bits)."""
+    content = json.dumps(
+        {"kind": kind, "rows": rows}, sort_keys=True, default=str, separators=(",", ":")
+    )
+    return batch_id_of(content.encode())
+
+
 def prepare_row(source: SourceRow, kind: str | None) -> Row:
     """The fields of a row cleaned up: blanks dropped, lists split; kind and external
     id checked and taken out."""
@@ -155,10 +166,8 @@ class Importer:
         self.report.refused.sort(key=lambda e: e.line)
         return self.report
 
-    def _refuse(self, line: int, reason: str, row: Row | None = None) -> None:
+    def _refuse(self, line: int, reason: str) -> None:
         self.report.refused.append(RowError(line, reason))
-        if row is not None:
-            self.lookup.refused.setdefault((row.kind, row.external_id), line)
 
     def _import_batch(self, batch: list[SourceRow]) -> None:
         rows: list[Row] = []
@@ -218,4 +227,4 @@ class Importer:
         if recordings:
             self.report.position = max(r.notification.id for r in recordings)
         for row, reason in refused:
-            self._refuse(row.line, reason, row)
+            self._refuse(row.line, reason)  # already in lookup.refused (above)

@@ -108,9 +108,9 @@ def check_links(
         load_ref(crm, Deal, deal_id)
 
 
-def log_interaction(cmd: LogInteraction, crm: Crm, ctx: Context) -> Decision:
-    check_links(crm, cmd.contact_ids, cmd.account_id, cmd.deal_id)
-    interaction = Interaction.log(
+def new_interaction(cmd: LogInteraction, ctx: Context, id: UUID | None = None) -> Interaction:
+    """The interaction ``cmd`` logs (the handler's and the importer's one way)."""
+    return Interaction.log(
         kind=cmd.KIND,
         occurred_at=cmd.occurred_at,
         now=ctx.now,
@@ -118,8 +118,14 @@ def log_interaction(cmd: LogInteraction, crm: Crm, ctx: Context) -> Decision:
         contact_ids=cmd.contact_ids,
         account_id=cmd.account_id,
         deal_id=cmd.deal_id,
+        id=id,
         **cmd.details(),
     )
+
+
+def log_interaction(cmd: LogInteraction, crm: Crm, ctx: Context) -> Decision:
+    check_links(crm, cmd.contact_ids, cmd.account_id, cmd.deal_id)
+    interaction = new_interaction(cmd, ctx)
     return Decision(interaction, created={"interaction_id": interaction.id})
 
 

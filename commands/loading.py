@@ -12,9 +12,8 @@ from commands.app import Crm
 from commands.context import Context
 from commands.errors import ConflictError, NotFoundError, UnknownReferenceError
 from domain.account import Account
-from domain.contact import Contact
-from domain.deal import Deal
 from domain.user import User
+from domain.values import Removable
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -43,7 +42,7 @@ def load_ref(crm: Crm, cls: type[A], record_id: UUID) -> A:
 
 def check_not_removed(aggregate: Aggregate) -> None:
     """Refuse a removed account, contact or deal (every later command is refused)."""
-    if isinstance(aggregate, Account | Contact | Deal):
+    if isinstance(aggregate, Removable):
         aggregate.check_not_removed()
 
 

@@ -23,6 +23,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from commands.app import Crm
 from commands.contacts import release_emails
@@ -33,11 +34,12 @@ from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.interaction import Interaction
+from domain.values import Removable
 
 #: The records an import creates, in the order a revert removes them (what refers to
 #: others first: an interaction names deals and contacts, a deal an account).
 REVERTED: tuple[type[Aggregate], ...] = (Interaction, Deal, Contact, Account)
-_BY_TOPIC = {f"{cls.__module__}:{cls.__qualname__}": cls for cls in REVERTED}
+_BY_TOPIC = {get_topic(cls): cls for cls in REVERTED}
 
 #: Events read per page while looking for the batch; records compensated per save.
 PAGE = 10_000
@@ -129,7 +131,7 @@ def _compensate(crm: Crm, cls: type[Aggregate], record_id: UUID, reason: str) ->
             return []
         record.retract(reason)
         return [record]
-    if getattr(record, "removed", False):
+    if isinstance(record, Removable) and record.removed:
         return []
     if isinstance(record, Contact):
         emails = record.remove(reason)

@@ -12,7 +12,7 @@ from pydantic import EmailStr, Field
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import load_target
-from commands.tokens import new_token
+from commands.tokens import NewToken, new_token
 from domain.index import UniqueKey
 from domain.roles import Role
 from domain.user import OwnerRoster, User, roster_id
@@ -117,6 +117,13 @@ def deactivate_user(cmd: DeactivateUser, crm: Crm, ctx: Context) -> Decision:
     return Decision(user, others=[roster] if roster.pending_events else [])
 
 
+def token_issued(user: User, token: NewToken) -> Decision:
+    """The reply to a command that issued ``token``: its id, and its secret shown once."""
+    return Decision(
+        user, created={"token_id": token.token_id}, shown_once={"token": token.plaintext}
+    )
+
+
 def issue_token(cmd: IssueToken, crm: Crm, ctx: Context) -> Decision:
     user = load_target(crm, User, cmd.user_id, ctx)
     token = new_token(user.id)
@@ -128,9 +135,7 @@ def issue_token(cmd: IssueToken, crm: Crm, ctx: Context) -> Decision:
         expires_at=cmd.expires_at,
         now=ctx.now,
     )
-    return Decision(
-        user, created={"token_id": token.token_id}, shown_once={"token": token.plaintext}
-    )
+    return token_issued(user, token)
 
 
 def rotate_token(cmd: RotateToken, crm: Crm, ctx: Context) -> Decision:
@@ -144,9 +149,7 @@ def rotate_token(cmd: RotateToken, crm: Crm, ctx: Context) -> Decision:
         expires_at=cmd.expires_at,
         now=ctx.now,
     )
-    return Decision(
-        user, created={"token_id": token.token_id}, shown_once={"token": token.plaintext}
-    )
+    return token_issued(user, token)
 
 
 def revoke_token(cmd: RevokeToken, crm: Crm, ctx: Context) -> Decision:

@@ -8,7 +8,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
-from domain.values import check_country, check_name, check_removal_reason, key_id
+from domain.values import Removable, check_country, check_name, check_removal_reason, key_id
 
 
 class AccountError(StateConflictError):
@@ -27,10 +27,7 @@ class AccountHierarchyCycleError(AccountError):
     """Raised when a parent change would make an account its own ancestor."""
 
 
-class Account(Aggregate):
-    #: Also the default for snapshots taken before records could be removed.
-    removed = False
-
+class Account(Aggregate, Removable):
     class Registered(Aggregate.Created):
         name: str
         website: str | None

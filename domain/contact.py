@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
-from domain.values import check_name, check_removal_reason, normalize_email
+from domain.values import Removable, check_name, check_removal_reason, normalize_email
 
 EMAIL_SCOPE = "contact-emails"
 MAX_TAG_LENGTH = 50
@@ -56,10 +56,7 @@ def normalize_tag(tag: str) -> str:
     return normalized
 
 
-class Contact(Aggregate):
-    #: Also the default for snapshots taken before records could be removed.
-    removed = False
-
+class Contact(Aggregate, Removable):
     class Created(Aggregate.Created):
         first_name: str
         last_name: str

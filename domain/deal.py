@@ -12,7 +12,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
 from domain.pipeline import Pipeline
-from domain.values import Money, check_name, check_removal_reason
+from domain.values import Money, Removable, check_name, check_removal_reason
 
 MAX_REASON_LENGTH = 1000
 
@@ -50,10 +50,7 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-class Deal(Aggregate):
-    #: Also the default for snapshots taken before records could be removed.
-    removed = False
-
+class Deal(Aggregate, Removable):
     class Opened(Aggregate.Created):
         title: str
         account_id: UUID | None

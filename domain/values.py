@@ -84,6 +84,18 @@ def key_id(scope: str, key: str) -> uuid.UUID:
 MAX_REMOVAL_REASON = 1000
 
 
+class Removable:
+    """A record that can be removed for good (an account, a contact, a deal): its own
+    ``Removed`` event sets ``removed``, and every later change is refused by its
+    ``check_not_removed``. The class default also serves snapshots taken before records
+    could be removed."""
+
+    removed = False
+
+    def check_not_removed(self) -> None:
+        raise NotImplementedError  # each record raises its own error
+
+
 def check_removal_reason(reason: str) -> str:
     """Why a record was removed: optional, at most 1000 characters."""
     reason = reason.strip()

@@ -47,7 +47,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier, Literal
 
-from projections.events import REMOVED
+from projections.events import REMOVED_SQL
 from projections.projector import Projector
 from projections.store import ReadStore, transaction
 
@@ -281,10 +281,9 @@ def without_removed(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Tabl
     """``events`` without any event of a record that was removed (``REMOVED``)."""
     con.register("_all_events", events)
     try:
-        removed = ", ".join(f"'{name}'" for name in REMOVED)
         return con.sql(
             "SELECT * FROM _all_events WHERE aggregate_id NOT IN "
-            f"(SELECT aggregate_id FROM _all_events WHERE name IN ({removed})) "
+            f"(SELECT aggregate_id FROM _all_events WHERE name IN ({REMOVED_SQL})) "
             "ORDER BY position"
         ).to_arrow_table()
     finally:

@@ -40,7 +40,7 @@ import duckdb
 
 from domain.interaction import DETAIL_FIELDS as DETAILS_OF
 from domain.interaction import InteractionKind
-from projections.events import REMOVED
+from projections.events import REMOVED_SQL
 
 #: What Python's ``str.isspace`` holds (what ``str.strip`` removes), as code points.
 WHITESPACE = (
@@ -976,9 +976,8 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
     for table in TEMP_TABLES:
         con.execute(f"DROP TABLE {table}")
     # Removed records: what the handlers purge at the removal and never write after it.
-    removed_names = ", ".join(f"'{name}'" for name in REMOVED)
     con.execute(
         "INSERT INTO timeline_removed SELECT CAST(aggregate_id AS UUID), position "
-        f"FROM events WHERE name IN ({removed_names})"
+        f"FROM events WHERE name IN ({REMOVED_SQL})"
     )
     con.execute(PURGE_SQL.format(removed="SELECT record_id FROM timeline_removed"))

@@ -22,7 +22,7 @@ import duckdb
 import orjson
 
 from projections import bulk_directory
-from projections.events import Recorded
+from projections.events import REMOVED, Recorded
 from projections.projector import Projector, on
 from projections.tables import Column, Table, rows_of
 
@@ -255,7 +255,7 @@ class Directory(Projector):
         status = {"Deal.Won": "won", "Deal.Lost": "lost", "Deal.Reopened": "open"}[event.name]
         self._change(self.deal_table, self.deals, event, {"status": status})
 
-    @on("Account.Removed", "Contact.Removed", "Deal.Removed")
+    @on(*REMOVED)
     def record_removed(self, event: Recorded) -> None:
         table, records = {
             "account": (self.account_table, self.accounts),

@@ -22,6 +22,8 @@ META_KEY = "_meta"
 #: The events that remove a record for good: it leaves every current-state read model
 #: (the audit log keeps every row and adds one for the removal).
 REMOVED = ("Account.Removed", "Contact.Removed", "Deal.Removed")
+#: ``REMOVED`` as an SQL list, for ``name IN (...)`` in the bulk paths.
+REMOVED_SQL = ", ".join(f"'{name}'" for name in REMOVED)
 
 
 class StoredNotification(Protocol):

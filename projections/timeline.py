@@ -34,7 +34,7 @@ from domain.errors import InvalidValueError
 from domain.interaction import COMMON_FIELDS, DETAIL_FIELDS, InteractionKind
 from projections import bulk_timeline
 from projections import timeline_text as text
-from projections.events import Recorded
+from projections.events import REMOVED, Recorded
 from projections.projector import Projector, on
 from projections.tables import Column, Table
 
@@ -268,7 +268,7 @@ class Timeline(Projector):
 
     # Removal
 
-    @on("Account.Removed", "Contact.Removed", "Deal.Removed")
+    @on(*REMOVED)
     def _record_removed(self, event: Recorded) -> None:
         self.removed.add(event.aggregate_id)
         self.removed_table.upsert(event.aggregate_id, (event.aggregate_id, event.position))

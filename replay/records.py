@@ -34,10 +34,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, CanMutateAggregate, DomainEventProtocol
 from eventsourcing.persistence import AggregateRecorder, Mapper, StoredEvent
 
-from domain.account import Account
-from domain.contact import Contact
-from domain.deal import Deal
 from domain.errors import InvalidValueError
+from domain.values import Removable
 from projections.events import META_KEY, canonical_uuid
 
 A = TypeVar("A", bound=Aggregate)
@@ -191,7 +189,7 @@ def record_as_of(
             )
     else:
         current = app.load(cls, record_id)
-        if isinstance(current, Account | Contact | Deal) and current.removed:
+        if isinstance(current, Removable) and current.removed:
             raise RecordNotFoundError(kind_name(cls), record_id, removed=True)
         return current
     return app.load(cls, record_id, version=version)
