@@ -14,6 +14,7 @@ from commands.context import Context
 from commands.errors import UnauthenticatedError
 from commands.idempotency import MAX_KEY_LENGTH
 from commands.tokens import authenticate, token_id_of
+from commands.users import authority_of
 from domain.errors import InvalidValueError
 from domain.user import User
 
@@ -61,6 +62,7 @@ def parse_if_match(value: str | None) -> int | None:
 
 def command_context(
     request: Request,
+    crm: CrmDep,
     user: UserDep,
     idempotency_key: Annotated[
         str | None,
@@ -84,7 +86,7 @@ def command_context(
     limits: TokenBuckets = request.app.state.write_limits
     limits.take(str(request.state.token_id))
     return Context(
-        actor=user.authority,
+        actor=authority_of(crm, user),
         source="api",
         request_id=x_request_id or uuid.uuid4().hex,
         idempotency_key=idempotency_key,

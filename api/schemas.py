@@ -196,6 +196,8 @@ class UserPublic(RecordPublic):
     roles: list[Role]
     active: bool
     token_ids: list[UUID]
+    #: Whom the user reports to (null: nobody).
+    manager_id: UUID | None
 
     @classmethod
     def of(cls, u: User) -> UserPublic:
@@ -206,6 +208,7 @@ class UserPublic(RecordPublic):
             roles=u.roles,
             active=u.active,
             token_ids=[UUID(token_id) for token_id in u.tokens],
+            manager_id=u.manager_id,
         )
 
 

@@ -60,6 +60,7 @@ HANDLERS: dict[type[Payload], Handler] = {
     users.GrantRole: users.grant_role,
     users.RevokeRole: users.revoke_role,
     users.DeactivateUser: users.deactivate_user,
+    users.AssignManager: users.assign_manager,
     users.IssueToken: users.issue_token,
     users.RevokeToken: users.revoke_token,
     users.RotateToken: users.rotate_token,

@@ -11,11 +11,11 @@ from pydantic import EmailStr, Field
 
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
-from commands.loading import load_target
+from commands.loading import load_ref, load_target
 from commands.tokens import NewToken, new_token
 from domain.index import UniqueKey
-from domain.roles import Role
-from domain.user import OwnerRoster, User, roster_id
+from domain.roles import Authority, Role
+from domain.user import OwnerRoster, Team, User, roster_id, team_id
 from domain.values import key_id, normalize_email
 
 USER_EMAIL_SCOPE = "user-emails"
@@ -41,6 +41,15 @@ class RevokeRole(RoleBody):
 
 
 class DeactivateUser(Payload):
+    user_id: UUID
+
+
+class ManagerBody(Payload):
+    #: Whom the user reports to; null: to nobody.
+    manager_id: UUID | None
+
+
+class AssignManager(ManagerBody):
     user_id: UUID
 
 
@@ -115,6 +124,43 @@ def deactivate_user(cmd: DeactivateUser, crm: Crm, ctx: Context) -> Decision:
     roster = owner_roster(crm)
     user.deactivate(by=ctx.actor, owners=roster)
     return Decision(user, others=[roster] if roster.pending_events else [])
+
+
+def reports_of(crm: Crm, manager_id: UUID) -> frozenset[UUID]:
+    """Everyone who reports to ``manager_id``, directly or through others."""
+    found: set[UUID] = set()
+    waiting = [manager_id]
+    while waiting:
+        team = crm.find(Team, team_id(waiting.pop()))
+        for member in team.members if team else ():
+            if member not in found and member != manager_id:
+                found.add(member)
+                waiting.append(member)
+    return frozenset(found)
+
+
+def authority_of(crm: Crm, user: User) -> Authority:
+    """What ``user`` may do now: their roles, and their team for the permission table."""
+    return Authority(user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id))
+
+
+def assign_manager(cmd: AssignManager, crm: Crm, ctx: Context) -> Decision:
+    user = load_target(crm, User, cmd.user_id, ctx)
+    previous = user.manager_id
+    manager = load_ref(crm, User, cmd.manager_id) if cmd.manager_id else None
+    user.assign_manager(manager, reports_of(crm, user.id), by=ctx.actor)
+    others: list[Team] = []
+    if user.manager_id != previous:
+        if previous is not None:
+            old = crm.find(Team, team_id(previous))
+            if old is not None:
+                old.remove(user.id)
+                others.append(old)
+        if user.manager_id is not None:
+            new = crm.find(Team, team_id(user.manager_id)) or Team(manager_id=user.manager_id)
+            new.add(user.id)
+            others.append(new)
+    return Decision(user, others=others)
 
 
 def token_issued(user: User, token: NewToken) -> Decision:

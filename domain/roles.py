@@ -9,8 +9,10 @@ who stands above every role.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 from uuid import UUID
 
 from domain.errors import NotPermittedError
@@ -73,6 +75,11 @@ class Authority:
     user_id: UUID | None
     roles: frozenset[Role] = field(default_factory=frozenset)
     is_system: bool = False
+    #: The users who report to this one, directly or through others (their records are
+    #: this user's team's; see :mod:`domain.permissions`).
+    team: frozenset[UUID] = field(default_factory=frozenset)
+    #: Grants of custom roles held, shaped as :data:`domain.permissions.Grants`.
+    custom_grants: tuple[Mapping[Any, Mapping[Any, Any]], ...] = ()
 
     @classmethod
     def system(cls) -> Authority:

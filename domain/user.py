@@ -37,6 +37,10 @@ class UnknownTokenError(UserError):
     """Raised when a token to revoke is not an active token of the user."""
 
 
+class ReportingCycleError(UserError):
+    """Raised when a user would report to themselves, directly or through others."""
+
+
 class User(Aggregate):
     class Invited(Aggregate.Created):
         email: str
@@ -68,6 +72,15 @@ class User(Aggregate):
 
     class TokenRevoked(Aggregate.Event):
         token_id: UUID
+
+    class ManagerChanged(Aggregate.Event):
+        manager_id: UUID | None
+        previous: UUID | None
+        changed_by: UUID | None
+
+    #: Whom the user reports to (None: nobody). A class default, so that users recorded
+    #: (and snapshotted) before reporting lines existed load with none.
+    manager_id: UUID | None = None
 
     @event(Invited)
     def __init__(self, email: str, name: str, invited_by: UUID | None) -> None:
@@ -141,6 +154,29 @@ class User(Aggregate):
         self.active = False
         self.tokens = {}
         self.expiries.clear()
+
+    def assign_manager(self, manager: User | None, reports: frozenset[UUID], by: Authority) -> None:
+        """Make the user report to ``manager`` (None: to nobody). ``reports`` are the users
+        who report to this one, however indirectly: none of them may become their manager.
+        Only someone above the user sets their line."""
+        self.check_active()
+        by.check_can_manage(self.id, self.role_set)
+        manager_id = None
+        if manager is not None:
+            manager.check_active()
+            manager_id = manager.id
+            if manager_id == self.id or manager_id in reports:
+                raise ReportingCycleError("a user cannot report to themselves or to their reports")
+        if manager_id != self.manager_id:
+            self._change_manager(
+                manager_id=manager_id, previous=self.manager_id, changed_by=by.user_id
+            )
+
+    @event(ManagerChanged)
+    def _change_manager(
+        self, manager_id: UUID | None, previous: UUID | None, changed_by: UUID | None
+    ) -> None:
+        self.manager_id = manager_id
 
     def check_can_handle_tokens(self, by: Authority) -> None:
         """A user handles their own tokens; otherwise only someone above them may."""
@@ -267,3 +303,46 @@ class OwnerRoster(Aggregate):
 
 def roster_id() -> UUID:
     return key_id("roster", "owners")
+
+
+class Team(Aggregate):
+    """The users who report directly to one manager: the reverse of ``User.manager_id``,
+    so a manager's team is found without scanning every user."""
+
+    class Started(Aggregate.Created):
+        manager_id: UUID
+
+    class MemberAdded(Aggregate.Event):
+        user_id: UUID
+
+    class MemberRemoved(Aggregate.Event):
+        user_id: UUID
+
+    @event(Started)
+    def __init__(self, manager_id: UUID) -> None:
+        self.manager_id = manager_id
+        self.members: list[UUID] = []
+
+    @staticmethod
+    def create_id(manager_id: UUID) -> UUID:
+        return team_id(manager_id)
+
+    def add(self, user_id: UUID) -> None:
+        if user_id not in self.members:
+            self._add(user_id=user_id)
+
+    @event(MemberAdded)
+    def _add(self, user_id: UUID) -> None:
+        self.members.append(user_id)
+
+    def remove(self, user_id: UUID) -> None:
+        if user_id in self.members:
+            self._remove(user_id=user_id)
+
+    @event(MemberRemoved)
+    def _remove(self, user_id: UUID) -> None:
+        self.members.remove(user_id)
+
+
+def team_id(manager_id: UUID) -> UUID:
+    return key_id("team", str(manager_id))

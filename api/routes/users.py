@@ -9,10 +9,12 @@ from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, 
 from api.schemas import HistoryPagePublic, UserPublic
 from commands.context import Receipt
 from commands.users import (
+    AssignManager,
     DeactivateUser,
     GrantRole,
     InviteUser,
     IssueToken,
+    ManagerBody,
     RevokeRole,
     RevokeToken,
     RoleBody,
@@ -72,6 +74,16 @@ def revoke_role(
 @router.post("/{user_id}/deactivation", dependencies=NO_FIELDS)
 def deactivate_user(user_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response) -> Receipt:
     return run(crm, DeactivateUser(user_id=user_id), ctx, response)
+
+
+@router.put("/{user_id}/manager")
+def assign_manager(
+    user_id: UUID, body: ManagerBody, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """Whom the user reports to (null: nobody). A manager's team is everyone who reports
+    to them, however indirectly; the permission table's ``team`` scope reaches their
+    records. Set by someone above the user."""
+    return run(crm, AssignManager(user_id=user_id, **body.model_dump()), ctx, response)
 
 
 @router.post("/{user_id}/tokens", status_code=201)
