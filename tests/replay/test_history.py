@@ -70,7 +70,14 @@ from commands.pipelines import (
     StageSpec,
 )
 from commands.tasks import AssignTask, CompleteTask, CreateTask, ReopenTask, UpdateTask
-from commands.users import DeactivateUser, GrantRole, InviteUser, IssueToken, RevokeRole
+from commands.users import (
+    AssignManager,
+    DeactivateUser,
+    GrantRole,
+    InviteUser,
+    IssueToken,
+    RevokeRole,
+)
 from commands.users import RevokeToken as RevokeTokenCommand
 from domain.account import Account
 from domain.contact import Contact, LifecycleStage
@@ -540,6 +547,10 @@ def users(s: Scenario) -> UUID:
         User, RevokeTokenCommand(user_id=user, token_id=UUID(first_token)), user,
         "User.TokenRevoked",
     ) == {"token_ids": c([first_token, second_token], [second_token])}  # fmt: skip
+    manager, _ = s.do(User, InviteUser(email="cy@example.com", name="Cy", role=Role.MANAGER))
+    assert s.expect(
+        User, AssignManager(user_id=user, manager_id=manager), user, "User.ManagerChanged"
+    ) == {"manager_id": c(None, str(manager))}
     assert s.expect(User, DeactivateUser(user_id=user), user, "User.Deactivated") == {
         "active": c(True, False),
         "token_ids": c([second_token], []),
