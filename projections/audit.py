@@ -13,7 +13,7 @@ from projections.projector import Projector
 from projections.tables import Column, Table
 
 #: Events that are bookkeeping of the write side, not actions on CRM records.
-INTERNAL = frozenset({"IdempotencyRecord", "Hierarchy", "OwnerRoster", "UniqueKey"})
+INTERNAL = frozenset({"IdempotencyRecord", "Hierarchy", "OwnerRoster", "Team", "UniqueKey"})
 
 
 #: Never shown, not even as before/after.

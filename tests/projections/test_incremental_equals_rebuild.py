@@ -62,7 +62,7 @@ from commands.errors import CommandError
 from commands.handlers import execute
 from commands.pipelines import ChangeStage, RenamePipeline, ReorderStages
 from commands.tasks import AssignTask, UpdateTask
-from commands.users import IssueToken, RevokeToken
+from commands.users import AssignManager, IssueToken, RevokeToken
 from domain.contact import LifecycleStage
 from domain.errors import DomainError
 from domain.pipeline import Pipeline
@@ -321,6 +321,10 @@ class ProjectedCrmMachine(CrmMachine):
             self.attempt_command(RevokeToken(user_id=user, token_id=UUID(tokens[0])), actor)
         else:
             self.attempt_command(IssueToken(user_id=user, label="laptop"), actor)
+
+    @rule(actor=ACTORS, user=CrmMachine.users, manager=st.none() | CrmMachine.users)
+    def assign_manager(self, actor: int, user: UUID, manager: UUID | None) -> None:
+        self.attempt_command(AssignManager(user_id=user, manager_id=manager), actor)
 
 
 def run_projected_machine(
