@@ -15,6 +15,9 @@ from commands.app import Crm
 from commands.context import Context, Payload, Receipt, Removal, UtcDatetime
 from commands.handlers import execute
 from domain.errors import InvalidValueError
+from domain.ownership import owner_of
+from domain.permissions import Action, check
+from domain.roles import Authority
 from replay.records import MAX_HISTORY_PAGE, history, record_as_of
 
 A = TypeVar("A", bound=Aggregate)
@@ -59,12 +62,33 @@ def point_in_time(
 PointInTimeDep = Annotated[PointInTime, Depends(point_in_time)]
 
 
+def check_readable(actor: Authority, record: Aggregate) -> None:
+    """Refuse (403) a record outside the caller's read scope. Its past follows the record
+    as it is now: whoever may read it now reads its versions and history, and nobody
+    else (whoever owned it then)."""
+    owned = owner_of(record)
+    if owned is not None:
+        resource, owner = owned
+        check(actor, resource, Action.READ, owner, target=record.id)
+
+
 def read(
-    crm: Crm, cls: type[A], record_id: UUID, response: Response, at: PointInTime | None = None
+    crm: Crm,
+    cls: type[A],
+    record_id: UUID,
+    response: Response,
+    actor: Authority,
+    at: PointInTime | None = None,
 ) -> A:
-    """The record now, or at ``at``; ETag is the version returned."""
+    """The record now, or at ``at``, if the caller may read it; ETag is the version
+    returned."""
     at = at or PointInTime()
-    aggregate = record_as_of(crm, cls, record_id, moment=at.moment, version=at.version)
+    if at.moment is None and at.version is None:
+        aggregate = record_as_of(crm, cls, record_id)
+        check_readable(actor, aggregate)
+    else:
+        check_readable(actor, crm.load(cls, record_id))
+        aggregate = record_as_of(crm, cls, record_id, moment=at.moment, version=at.version)
     response.headers["ETag"] = f'"{aggregate.version}"'
     return aggregate
 
@@ -88,9 +112,11 @@ HistoryQueryDep = Annotated[HistoryQuery, Depends(history_query)]
 
 
 def read_history(
-    crm: Crm, cls: type[Aggregate], record_id: UUID, query: HistoryQuery
+    crm: Crm, cls: type[Aggregate], record_id: UUID, query: HistoryQuery, actor: Authority
 ) -> HistoryPagePublic:
-    """A page of the record's events, oldest first, with field-level before/after."""
+    """A page of the record's events, oldest first, with field-level before/after, if
+    the caller may read the record."""
+    check_readable(actor, crm.load(cls, record_id))
     page = history(
         crm, cls, record_id, public_json, after_version=query.after_version, limit=query.limit
     )
