@@ -12,8 +12,9 @@ from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.interaction import Interaction
-from domain.permissions import Resource
+from domain.permissions import Action, Resource, check
 from domain.pipeline import Pipeline
+from domain.roles import Authority
 from domain.task import Task
 
 #: Per kind of record: its resource in the table and the attribute naming its owner.
@@ -34,3 +35,13 @@ def owner_of(record: Aggregate) -> tuple[Resource, UUID | None] | None:
             owner = getattr(record, attribute) if attribute else None
             return resource, owner
     return None
+
+
+def check_readable(actor: Authority, record: Aggregate) -> None:
+    """Refuse (403) a record outside the caller's read scope. Its past follows the record
+    as it is now: whoever may read it now reads its versions and history, and nobody
+    else (whoever owned it then)."""
+    owned = owner_of(record)
+    if owned is not None:
+        resource, owner = owned
+        check(actor, resource, Action.READ, owner, target=record.id)

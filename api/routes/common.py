@@ -15,8 +15,7 @@ from commands.app import Crm
 from commands.context import Context, Payload, Receipt, Removal, UtcDatetime
 from commands.handlers import execute
 from domain.errors import InvalidValueError
-from domain.ownership import owner_of
-from domain.permissions import Action, check
+from domain.ownership import check_readable
 from domain.roles import Authority
 from replay.records import MAX_HISTORY_PAGE, history, record_as_of
 
@@ -60,16 +59,6 @@ def point_in_time(
 
 
 PointInTimeDep = Annotated[PointInTime, Depends(point_in_time)]
-
-
-def check_readable(actor: Authority, record: Aggregate) -> None:
-    """Refuse (403) a record outside the caller's read scope. Its past follows the record
-    as it is now: whoever may read it now reads its versions and history, and nobody
-    else (whoever owned it then)."""
-    owned = owner_of(record)
-    if owned is not None:
-        resource, owner = owned
-        check(actor, resource, Action.READ, owner, target=record.id)
 
 
 def read(

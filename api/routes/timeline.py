@@ -20,13 +20,13 @@ from pydantic import BaseModel
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import AuthorityDep, CrmDep, InteractionScope
 from api.reading import reader_for
-from api.routes.common import check_readable
 from commands.context import UtcDatetime
 from commands.errors import NotFoundError
 from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.errors import InvalidValueError
+from domain.ownership import check_readable
 from projections import timeline
 
 router = APIRouter()
