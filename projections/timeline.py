@@ -650,6 +650,7 @@ def timeline(
     until: str | None = None,
     include_retracted: bool = False,
     interactions_by: Owners = None,
+    others_hidden: Sequence[str] = (),
     after: tuple[str, int] | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
@@ -658,7 +659,9 @@ def timeline(
     broken by position. ``since``/``until`` bound that same time (``until`` exclusive);
     ``after`` is the (time, position) of the last entry of the previous page.
     ``interactions_by``: only the interactions (and their corrections and retractions)
-    logged by those users (``None``: by anyone)."""
+    logged by those users (``None``: by anyone). ``others_hidden``: kinds of record (e.g.
+    ``task``) whose entries come only from the record itself, not from other records
+    of that kind linked to it (whose owners this read model does not know)."""
     if kind not in RECORD_KINDS:
         raise InvalidValueError(f"a timeline belongs to a {', '.join(RECORD_KINDS)}, not {kind}")
     column = ORDER_COLUMNS[order]
@@ -673,6 +676,10 @@ def timeline(
             f"timeline_sources WHERE source_kind = 'interaction' AND {logged_by}))"
         )
         params.append(loggers)
+    if others_hidden:
+        marks = ", ".join("?" for _ in others_hidden)
+        where.append(f"(entity_kind NOT IN ({marks}) OR entity_id = record_id)")
+        params += list(others_hidden)
     if kinds is not None:
         values = check_kinds(kinds)
         marks = ", ".join("?" for _ in values)

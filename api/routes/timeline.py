@@ -27,12 +27,16 @@ from domain.contact import Contact
 from domain.deal import Deal
 from domain.errors import InvalidValueError
 from domain.ownership import check_readable
+from domain.permissions import Action, Resource, visible_owners
 from projections import timeline
 
 router = APIRouter()
 
 TimelineReader = Annotated[duckdb.DuckDBPyConnection, Depends(reader_for(timeline.Timeline.name))]
 RecordKind = Literal["contact", "account", "deal"]
+#: Kinds of record (besides interactions) whose changes show on the timelines of the
+#: records they are linked to.
+LINKED_RESOURCES = {"task": Resource.TASK}
 RECORD_CLASSES: dict[str, type[Aggregate]] = {
     "contact": Contact,
     "account": Account,
@@ -146,8 +150,9 @@ def record_timeline(
     actor: AuthorityDep,
     interactions: InteractionScope,
 ) -> TimelinePage:
-    """The record's timeline, if the caller may read the record (as it is now); of its
-    interactions, those the caller may read."""
+    """The record's timeline, if the caller may read the record (as it is now). Of its
+    interactions, those the caller may read; of changes to other records linked to it
+    (a task linked to it), those of kinds the caller reads in full (`all`)."""
     record = crm.find(RECORD_CLASSES[kind], record_id)
     if record is not None:
         check_readable(actor, record)
@@ -163,6 +168,11 @@ def record_timeline(
         until=until.isoformat() if until else None,
         include_retracted=include_retracted,
         interactions_by=interactions,
+        others_hidden=[
+            kind
+            for kind, resource in LINKED_RESOURCES.items()
+            if visible_owners(actor, resource, Action.READ) is not None
+        ],
         after=cursor_key(after, tag) if after is not None else None,
         limit=limit + 1,
     )

@@ -315,3 +315,26 @@ def test_board_totals_count_only_the_deals_in_scope(world: World) -> None:
     assert counted(Role.SALES_REP) == 1
     assert counted(Role.MANAGER) == 2
     assert counted(Role.OWNER) == len({r.deal for r in world.records.values()})
+
+
+def test_a_timeline_shows_linked_tasks_only_to_who_reads_every_task(world: World) -> None:
+    """The timeline read model does not know who a linked task is assigned to now: a
+    reader who may read only some tasks sees the record's own changes, not its tasks'."""
+    account = world.records[(Role.MANAGER, "own")].account
+    task = {
+        "title": "Follow up",
+        "assignee_id": world.records[(Role.MANAGER, "own")].user,
+        "linked_kind": "account",
+        "linked_id": account,
+    }
+    created = world.http.post("/tasks", json=task)
+    assert created.status_code == 201, created.text
+
+    def entity_kinds(role: Role) -> set[str]:
+        path = f"/timeline/account/{account}"
+        params = {"min_position": created.json()["position"], "kinds": "change"}
+        body = world.get(role, path, **params).json()
+        return {entry["entity_kind"] for entry in body["items"]}
+
+    assert entity_kinds(Role.SENIOR_MANAGER) == {"account", "task"}
+    assert entity_kinds(Role.MANAGER) == {"account"}
