@@ -323,8 +323,10 @@ def export_read_model(
     output: Annotated[Path, typer.Option("--output", help="directory")] = Path("export"),
     as_user: AsUserOption = None,
 ) -> None:
-    """Export every table of a read model as CSV or Parquet files (one per table); with
-    `--as EMAIL` only the rows that user may read."""
+    """Export every table of a read model as CSV or Parquet files (one per table).
+
+    With `--as EMAIL` only the rows that user may read.
+    """
     check_names([name])
     settings = Settings()
     reader = reader_as(as_user)
