@@ -18,6 +18,7 @@ import typer
 from rich.progress import TaskID
 
 from api.cli_common import (
+    AsUserOption,
     OutputFormat,
     app,
     err,
@@ -25,19 +26,20 @@ from api.cli_common import (
     out,
     print_rows,
     progress_bar,
+    reader_as,
     system_context,
+    user_by_email,
 )
 from api.cli_kafka import project_from_kafka
 from api.settings import Settings
 from api.wiring import build_crm, build_read_models
 from commands.errors import CommandError
 from commands.handlers import execute
-from commands.users import USER_EMAIL_SCOPE, InviteUser, IssueToken
+from commands.users import InviteUser, IssueToken
 from domain.errors import DomainError
-from domain.index import UniqueKey
 from domain.roles import Role
 from domain.user import OwnerRoster, roster_id
-from domain.values import key_id, normalize_email
+from domain.values import normalize_email
 from projections import analysts
 from projections.bulk import BulkBuildError, stage
 from projections.files import ReadFiles
@@ -100,13 +102,11 @@ def token(
     """Issue a new API token for a user (operator recovery); printed once."""
     crm = build_crm(Settings())
     try:
-        key = crm.find(UniqueKey, key_id(USER_EMAIL_SCOPE, normalize_email(email)))
-        if key is None or key.holder_id is None:
-            raise fail(f"no user with e-mail {email}")
+        user = user_by_email(crm, email)
         expires_at = (
             datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
         )
-        issue = IssueToken(user_id=key.holder_id, label=label, expires_at=expires_at)
+        issue = IssueToken(user_id=user.id, label=label, expires_at=expires_at)
         receipt = execute(crm, issue, system_context())
     except (DomainError, CommandError, ValueError) as error:
         raise fail(str(error)) from None
@@ -282,15 +282,21 @@ def sql(
     output: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = (
         OutputFormat.table
     ),
+    as_user: AsUserOption = None,
 ) -> None:
     """Run a read-only SQL query over the read models (also while `crm serve` runs).
 
     Every read model's tables are there under their own names, and
-    `projection_positions` says up to which event each one is.
+    `projection_positions` says up to which event each one is. With `--as EMAIL` the
+    tables hold only the rows that user may read.
     """
     settings = Settings()
+    reader = reader_as(as_user)
     try:
-        with analysts.read_models(settings.read_dir, list(PROJECTORS)) as (con, source):
+        with analysts.read_models(settings.read_dir, list(PROJECTORS), reader=reader) as (
+            con,
+            source,
+        ):
             analysts.lock_down(con)
             analysts.check_read_only(con, query)
             try:
@@ -315,12 +321,17 @@ def export_read_model(
     name: Annotated[str, typer.Argument(help="the read model: " + ", ".join(PROJECTORS))],
     file_format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
     output: Annotated[Path, typer.Option("--output", help="directory")] = Path("export"),
+    as_user: AsUserOption = None,
 ) -> None:
-    """Export every table of a read model as CSV or Parquet files (one per table)."""
+    """Export every table of a read model as CSV or Parquet files (one per table).
+
+    With `--as EMAIL` only the rows that user may read.
+    """
     check_names([name])
     settings = Settings()
+    reader = reader_as(as_user)
     try:
-        with analysts.read_models(settings.read_dir, [name]) as (con, source):
+        with analysts.read_models(settings.read_dir, [name], reader=reader) as (con, source):
             written = analysts.export(con, name, output, file_format.value)
     except analysts.AnalystError as error:
         raise fail(str(error)) from None

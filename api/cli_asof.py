@@ -17,7 +17,16 @@ from uuid import UUID
 import duckdb
 import typer
 
-from api.cli_common import OutputFormat, err, fail, print_rows, progress_bar, replay_app
+from api.cli_common import (
+    AsUserOption,
+    OutputFormat,
+    err,
+    fail,
+    print_rows,
+    progress_bar,
+    reader_as,
+    replay_app,
+)
 from api.cli_records import MOMENT_HELP, parse_moment, store
 from projections import analysts, analytics
 from projections import board as board_model
@@ -47,10 +56,15 @@ def parse_id(text: str, what: str) -> str:
 
 @contextmanager
 def as_of(
-    moment_text: str | None, position: int | None, names: Sequence[str]
+    moment_text: str | None,
+    position: int | None,
+    names: Sequence[str],
+    as_user: str | None = None,
 ) -> Iterator[tuple[AsOf, datetime]]:
     """Read models ``names`` as of the moment or position asked for, and the moment
-    they stand at (when days in stage are counted)."""
+    they stand at (when days in stage are counted); with ``as_user`` (an e-mail) only
+    the rows that user may read now."""
+    reader = reader_as(as_user)
     if moment_text is not None and position is not None:
         raise fail("give --as-of or --position, not both")
     if position is not None and position < 0:
@@ -76,6 +90,12 @@ def as_of(
             except BulkBuildError as error:
                 raise fail(str(error)) from None
     try:
+        if not reader.is_system:
+            con = built.reader()
+            try:
+                analysts.restrict(con, reader)
+            finally:
+                con.close()
         yield built, stands_at
     finally:
         built.close()
@@ -97,12 +117,13 @@ def replay_board(
     position: PositionOption = None,
     limit: Annotated[int, typer.Option("--limit", help="the most deals per stage")] = 100,
     output: FormatOption = OutputFormat.table,
+    as_user: AsUserOption = None,
 ) -> None:
     """A pipeline's board as it stood: open deals by stage, days in stage counted then."""
     pipeline_id = parse_id(pipeline, "--pipeline")
     if not 1 <= limit <= 10_000:
         raise fail("--limit must be 1 to 10000")
-    with as_of(moment, position, ["board"]) as (built, stands_at):
+    with as_of(moment, position, ["board"], as_user) as (built, stands_at):
         con = built.reader()
         try:
             view = board_model.board(con, pipeline_id, stands_at, per_stage=limit)
@@ -133,10 +154,11 @@ def replay_funnel(
     moment: AsOfOption = None,
     position: PositionOption = None,
     output: FormatOption = OutputFormat.table,
+    as_user: AsUserOption = None,
 ) -> None:
     """A pipeline's funnel as it stood: deals that had reached each stage, conversions."""
     pipeline_id = parse_id(pipeline, "--pipeline")
-    with as_of(moment, position, ["analytics"]) as (built, _):
+    with as_of(moment, position, ["analytics"], as_user) as (built, _):
         con = built.reader()
         try:
             report = analytics.funnel(con, pipeline_id)
@@ -160,10 +182,11 @@ def replay_forecast(
     owner: Annotated[str | None, typer.Option("--owner", help="only this owner's")] = None,
     currency: Annotated[str | None, typer.Option("--currency", help="ISO 4217")] = None,
     output: FormatOption = OutputFormat.table,
+    as_user: AsUserOption = None,
 ) -> None:
     """The forecast as it stood: open deals by expected close month, owner and currency."""
     owner_id = parse_id(owner, "--owner") if owner is not None else None
-    with as_of(moment, position, ["analytics"]) as (built, _):
+    with as_of(moment, position, ["analytics"], as_user) as (built, _):
         con = built.reader()
         try:
             rows = analytics.forecast(
@@ -181,6 +204,7 @@ def replay_sql(
     moment: AsOfOption = None,
     position: PositionOption = None,
     output: FormatOption = OutputFormat.table,
+    as_user: AsUserOption = None,
 ) -> None:
     """A read-only SQL query over every read model as it stood at a moment.
 
@@ -193,7 +217,7 @@ def replay_sql(
         raise fail(str(error)) from None
     finally:
         scratch.close()
-    with as_of(moment, position, list(PROJECTORS)) as (built, _):
+    with as_of(moment, position, list(PROJECTORS), as_user) as (built, _):
         con = built.reader()
         try:
             analysts.lock_down(con)

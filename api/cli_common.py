@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from typing import Annotated
 
 import orjson
 import typer
@@ -25,8 +26,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from api.settings import Settings
+from api.wiring import build_crm
+from commands.app import Crm
 from commands.context import Context
+from commands.users import USER_EMAIL_SCOPE, authority_of
+from domain.index import UniqueKey
 from domain.roles import Authority
+from domain.user import User
+from domain.values import key_id, normalize_email
 
 app = typer.Typer(
     help="Chronicle CRM: an event-sourced CRM core. Every change is an immutable event.",
@@ -45,6 +53,40 @@ def fail(message: str) -> typer.Exit:
 
 def system_context() -> Context:
     return Context(actor=Authority.system(), source="cli")
+
+
+def user_by_email(crm: Crm, email: str) -> User:
+    key = crm.find(UniqueKey, key_id(USER_EMAIL_SCOPE, normalize_email(email)))
+    if key is None or key.holder_id is None:
+        raise fail(f"no user with e-mail {email}")
+    return crm.load(User, key.holder_id)
+
+
+AsUserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        "--user",
+        metavar="EMAIL",
+        help="see only what this user may read (by the permission table); "
+        "default: the operator, who sees everything",
+    ),
+]
+
+
+def reader_as(email: str | None) -> Authority:
+    """Whose read scope a command applies: the user with this e-mail (active), or
+    without one the operator at the command line (the system authority)."""
+    if email is None:
+        return Authority.system()
+    crm = build_crm(Settings())
+    try:
+        user = user_by_email(crm, email)
+        if not user.active:
+            raise fail(f"{email} is deactivated")
+        return authority_of(crm, user)
+    finally:
+        crm.close()
 
 
 #: ``crm replay …``: records and read models as they stood at a moment.

@@ -16,13 +16,14 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InterfaceError, OperationalError
 from rich.table import Column, Table
 
-from api.cli_common import app, fail, out, replay_app
+from api.cli_common import AsUserOption, app, fail, out, reader_as, replay_app
 from api.schemas import RECORD_KINDS, HistoryEntryPublic, public, public_json
 from api.settings import Settings
 from api.wiring import build_crm
 from commands.app import Crm
 from commands.errors import CommandError
 from domain.errors import DomainError
+from domain.ownership import check_readable
 from replay.records import RecordNotFoundError, iter_history, record_as_of
 
 MOMENT_HELP = (
@@ -110,13 +111,17 @@ def replay_command(kind: str, cls: type[Aggregate]) -> Callable[..., None]:
             str | None, typer.Option("--version", metavar="N", help="the record at version N")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON, not a table")] = False,
+        as_user: AsUserOption = None,
     ) -> None:
         if as_of is not None and version is not None:
             raise fail("give --as-of or --version, not both")
         identifier = parse_id(record_id)
         moment = parse_moment(as_of) if as_of is not None else None
         number = parse_version(version) if version is not None else None
+        reader = reader_as(as_user)
         with store() as crm:
+            if not reader.is_system:
+                check_readable(reader, crm.load(cls, identifier))
             record = record_as_of(crm, cls, identifier, moment=moment, version=number)
             shown = public(record)
         if as_json:
@@ -148,6 +153,7 @@ def history_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="print a JSON array of the entries, not a table")
     ] = False,
+    as_user: AsUserOption = None,
 ) -> None:
     """Every event of a record, oldest first: version, when it was recorded (and when it
     happened, where that differs), what, who, through what, and each field's
@@ -156,7 +162,10 @@ def history_command(
     if cls is None:
         raise fail(f"no kind of record {kind!r}; there are: {', '.join(RECORD_KINDS)}")
     identifier = parse_id(record_id)
+    reader = reader_as(as_user)
     with store() as crm:
+        if not reader.is_system:
+            check_readable(reader, crm.load(cls, identifier))
         found = iter_history(crm, cls, identifier, public_json)
         first = next(found)  # an unknown record fails here, before anything is printed
         entries = (HistoryEntryPublic(**vars(e)) for e in itertools.chain([first], found))

@@ -1,9 +1,11 @@
-"""Dependencies of the routes: the application, the acting user, the command context."""
+"""Dependencies of the routes: the application, the acting user, their authority (roles
+and team, built once per request), the command context."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -16,6 +18,8 @@ from commands.idempotency import MAX_KEY_LENGTH
 from commands.tokens import authenticate, token_id_of
 from commands.users import authority_of
 from domain.errors import InvalidValueError
+from domain.permissions import Action, Resource, visible_owners
+from domain.roles import Authority
 from domain.user import User
 
 # The headers' rules are in the OpenAPI schema too (so clients and schema-driven tests
@@ -51,6 +55,37 @@ def current_user(
 UserDep = Annotated[User, Depends(current_user)]
 
 
+def current_authority(crm: CrmDep, user: UserDep) -> Authority:
+    """The caller's roles and team: what the permission table checks, for reads and
+    commands alike (FastAPI builds it once per request, however many use it)."""
+    return authority_of(crm, user)
+
+
+AuthorityDep = Annotated[Authority, Depends(current_authority)]
+
+
+#: The owners whose records the caller may read: ``None`` for every owner.
+ReadScope = frozenset[uuid.UUID] | None
+
+
+def read_scope(resource: Resource) -> Callable[[Authority], ReadScope]:
+    """A dependency: the owners whose ``resource`` records the caller may read, from the
+    permission table."""
+
+    def dependency(actor: AuthorityDep) -> ReadScope:
+        return visible_owners(actor, resource, Action.READ)
+
+    return dependency
+
+
+AccountScope = Annotated[ReadScope, Depends(read_scope(Resource.ACCOUNT))]
+ContactScope = Annotated[ReadScope, Depends(read_scope(Resource.CONTACT))]
+DealScope = Annotated[ReadScope, Depends(read_scope(Resource.DEAL))]
+InteractionScope = Annotated[ReadScope, Depends(read_scope(Resource.INTERACTION))]
+AuditScope = Annotated[ReadScope, Depends(read_scope(Resource.AUDIT))]
+AnalyticsScope = Annotated[ReadScope, Depends(read_scope(Resource.ANALYTICS))]
+
+
 def parse_if_match(value: str | None) -> int | None:
     if value is None:
         return None
@@ -62,8 +97,7 @@ def parse_if_match(value: str | None) -> int | None:
 
 def command_context(
     request: Request,
-    crm: CrmDep,
-    user: UserDep,
+    actor: AuthorityDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -86,7 +120,7 @@ def command_context(
     limits: TokenBuckets = request.app.state.write_limits
     limits.take(str(request.state.token_id))
     return Context(
-        actor=authority_of(crm, user),
+        actor=actor,
         source="api",
         request_id=x_request_id or uuid.uuid4().hex,
         idempotency_key=idempotency_key,

@@ -13,6 +13,12 @@ committed before the request. The snapshot is removed when the session ends.
 
 A session for ad-hoc SQL is locked down (:func:`lock_down`): besides refusing every
 statement but SELECT, it cannot touch the file system (no ``COPY … TO``, no ``ATTACH``).
+
+A session *as a user* (``crm sql --as``, ``crm export --as``) holds only the rows that
+user may read (:func:`projections.scope.row_filter`): each table is copied, filtered,
+into the in-memory session and the read models' files are detached again, so no query
+reaches a row outside the user's scope. Without a user, the session is the operator's,
+who reads everything.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from pathlib import Path
 
 import duckdb
 
+from domain.roles import Authority
 from projections.files import ReadFiles, sql_string
 from projections.host import SNAPSHOT_PREFIX, SNAPSHOT_REQUEST_SUFFIX
+from projections.scope import row_filter
 
 #: Statements an analyst may run: reads only (EXPLAIN only of a read, see ``check_read_only``).
 READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -81,9 +89,13 @@ def request_snapshot(directory: Path, names: Sequence[str], timeout: float) -> P
 
 @contextmanager
 def read_models(
-    directory: Path, names: Sequence[str], snapshot_timeout: float = 60.0
+    directory: Path,
+    names: Sequence[str],
+    snapshot_timeout: float = 60.0,
+    reader: Authority | None = None,
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-    """An in-memory DuckDB session with ``names`` attached read-only, and where from."""
+    """An in-memory DuckDB session with ``names`` attached read-only, and where from;
+    with a ``reader``, only the rows they may read (the files detached)."""
     files = ReadFiles(directory)
     missing = [n for n in names if not files.pointer(n).exists()]
     if missing:
@@ -107,7 +119,10 @@ def read_models(
             source = "a snapshot of the running process's read models"
             for name in names:
                 _attach(con, name, snapshot / f"{name}.duckdb")
-        _create_views(con, names)
+        if reader is None or reader.is_system:
+            _create_views(con, names)
+        else:
+            _copy_in_scope(con, names, reader)
         yield con, source
     except duckdb.Error as error:
         raise AnalystError(one_line(error)) from None
@@ -149,6 +164,42 @@ def _create_views(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> None:
         con.execute(f'CREATE VIEW "{table}" AS ' + " UNION ALL ".join(selects))
 
 
+def _copy_in_scope(con: duckdb.DuckDBPyConnection, names: Sequence[str], reader: Authority) -> None:
+    """Each table of ``names`` as an in-memory table of the rows ``reader`` may read
+    (marked with its read model, see :func:`tables_of`); the files detached after."""
+    unions: dict[str, list[str]] = {}
+    for name in names:
+        for table in _tables_in(con, name):
+            source = f'"{name}".main."{table}"'
+            if table in BOOKKEEPING:
+                unions.setdefault(table, []).append(
+                    BOOKKEEPING[table].format(name=name, source=source)
+                )
+                continue
+            scope = row_filter(table, reader)
+            where, params = scope if scope is not None else ("TRUE", [])
+            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {source} WHERE {where}', params)
+            literal = name.replace("'", "''")
+            con.execute(f"COMMENT ON TABLE \"{table}\" IS '{literal}'")
+    # Bookkeeping is every reader's (see ``projections.scope.UNSCOPED``).
+    for table, selects in unions.items():
+        con.execute(f'CREATE TABLE "{table}" AS ' + " UNION ALL ".join(selects))
+    for name in names:
+        con.execute(f'DETACH "{name}"')
+
+
+def restrict(con: duckdb.DuckDBPyConnection, reader: Authority) -> None:
+    """Delete from a throw-away database (a read model built as of a moment) every row
+    ``reader`` may not read."""
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+    ).fetchall()
+    for (table,) in tables:
+        scope = row_filter(table, reader)
+        if scope is not None:
+            con.execute(f'DELETE FROM "{table}" WHERE ({scope[0]}) IS NOT TRUE', scope[1])
+
+
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
@@ -178,15 +229,27 @@ def _explains_a_read(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement
     return len(explained) == 1 and explained[0].type == duckdb.StatementType.SELECT
 
 
-def tables_of(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+def _tables_in(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     return [
         table
         for (table,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name",
             [name],
         ).fetchall()
-        if table not in BOOKKEEPING
     ]
+
+
+def tables_of(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    """The tables of read model ``name`` in the session: attached, or copied in scope."""
+    copied = [
+        table
+        for (table,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND comment = ? ORDER BY table_name",
+            [name],
+        ).fetchall()
+    ]
+    return copied or [t for t in _tables_in(con, name) if t not in BOOKKEEPING]
 
 
 def export(
@@ -204,9 +267,9 @@ def export(
     for table in tables_of(con, name):
         path = output / f"{table}.{file_format}"
         temporary = path.with_name(path.name + ".tmp")
-        con.execute(f'COPY "{name}".main."{table}" TO {sql_string(temporary)} {options}')
+        con.execute(f'COPY main."{table}" TO {sql_string(temporary)} {options}')
         temporary.replace(path)
-        (rows,) = con.execute(f'SELECT count(*) FROM "{name}".main."{table}"').fetchone() or (0,)
+        (rows,) = con.execute(f'SELECT count(*) FROM main."{table}"').fetchone() or (0,)
         written.append((table, path, int(rows)))
     return written
 

@@ -30,6 +30,7 @@ import duckdb
 from projections import bulk_analytics
 from projections.events import Recorded
 from projections.projector import Projector, on
+from projections.scope import Owners, owned_by, owner_values
 from projections.tables import Column, Table, rows_of
 
 WON = "won"
@@ -454,6 +455,7 @@ def stage_transitions(
     deal_id: str | None = None,
     pipeline_id: str | None = None,
     owner_id: str | None = None,
+    owners: Owners = None,
     since: str | None = None,
     until: str | None = None,
     after: int | None = None,
@@ -468,6 +470,7 @@ def stage_transitions(
             ("t.deal_id = CAST(? AS UUID)", deal_id),
             ("t.pipeline_id = CAST(? AS UUID)", pipeline_id),
             ("t.owner_id = CAST(? AS UUID)", owner_id),
+            (owned_by("t.owner_id"), owner_values(owners)),
             ("t.at >= CAST(? AS TIMESTAMPTZ)", since),
             ("t.at < CAST(? AS TIMESTAMPTZ)", until),
             ("t.position > ?", after),
@@ -500,6 +503,7 @@ def funnel(
     con: duckdb.DuckDBPyConnection,
     pipeline_id: str,
     *,
+    owners: Owners = None,
     since: str | None = None,
     until: str | None = None,
 ) -> dict[str, Any] | None:
@@ -525,6 +529,7 @@ def funnel(
     where, params = _where(
         [
             ("d.pipeline_id = CAST(? AS UUID)", pipeline_id),
+            (owned_by("d.owner_id"), owner_values(owners)),
             ("d.opened_at >= CAST(? AS TIMESTAMPTZ)", since),
             ("d.opened_at < CAST(? AS TIMESTAMPTZ)", until),
         ]
@@ -579,6 +584,7 @@ def win_rate(
     *,
     period: Period = "month",
     owner_id: str | None = None,
+    owners: Owners = None,
     since: str | None = None,
     until: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -595,6 +601,7 @@ def win_rate(
     where, params = _where(
         [
             ("owner_id = CAST(? AS UUID)", owner_id),
+            (owned_by("owner_id"), owner_values(owners)),
             ("closed_at >= CAST(? AS TIMESTAMPTZ)", since),
             ("closed_at < CAST(? AS TIMESTAMPTZ)", until),
         ]
@@ -619,6 +626,7 @@ def activity(
     con: duckdb.DuckDBPyConnection,
     *,
     user_id: str | None = None,
+    owners: Owners = None,
     kind: str | None = None,
     since: date | None = None,
     until: date | None = None,
@@ -631,6 +639,7 @@ def activity(
     where, params = _where(
         [
             ("user_id = ?", user_id),
+            (owned_by("user_id", cast="VARCHAR"), owner_values(owners)),
             ("kind = ?", kind),
             ("day >= ?", since),
             ("day < ?", until),
@@ -664,6 +673,7 @@ def forecast(
     con: duckdb.DuckDBPyConnection,
     *,
     owner_id: str | None = None,
+    owners: Owners = None,
     currency: str | None = None,
     from_month: str | None = None,
     to_month: str | None = None,
@@ -676,6 +686,7 @@ def forecast(
     where, params = _where(
         [
             ("d.owner_id = CAST(? AS UUID)", owner_id),
+            (owned_by("d.owner_id"), owner_values(owners)),
             ("d.currency = ?", currency),
             ("d.expected_close_month >= ?", from_month),
             ("d.expected_close_month <= ?", to_month),

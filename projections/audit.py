@@ -10,6 +10,7 @@ import orjson
 
 from projections.events import Recorded
 from projections.projector import Projector
+from projections.scope import Owners, owned_by, owner_values
 from projections.tables import Column, Table
 
 #: Events that are bookkeeping of the write side, not actions on CRM records.
@@ -161,6 +162,7 @@ def query(
     con: duckdb.DuckDBPyConnection,
     *,
     actor: str | None = None,
+    actors: Owners = None,
     entity_kind: str | None = None,
     entity_id: str | None = None,
     action: str | None = None,
@@ -169,11 +171,13 @@ def query(
     after: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Audit rows in position order, filtered; ``after`` is the cursor (a position)."""
+    """Audit rows in position order, filtered; ``after`` is the cursor (a position);
+    ``actors``: only the rows caused by those users (``None``: by anyone)."""
     where: list[str] = []
     params: list[Any] = []
     for clause, value in [
         ("actor = ?", actor),
+        (owned_by("actor", cast="VARCHAR"), owner_values(actors)),
         ("entity_kind = ?", entity_kind),
         ("entity_id = CAST(? AS UUID)", entity_id),
         ("action = ?", action),

@@ -34,6 +34,7 @@ import duckdb
 from projections import bulk_board
 from projections.events import Recorded
 from projections.projector import Projector, on
+from projections.scope import Owners, owned_by, owner_values
 from projections.tables import Column, Table
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -564,11 +565,17 @@ def _rows(
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _filters(owner: str | None, currency: str | None) -> tuple[str, dict[str, Any]]:
-    clauses, params = "", {}
+def _filters(
+    owner: str | None, currency: str | None, owners: Owners = None
+) -> tuple[str, dict[str, Any]]:
+    clauses = ""
+    params: dict[str, Any] = {}
     if owner is not None:
         clauses += " AND owner_id = CAST($owner AS UUID)"
         params["owner"] = owner
+    if (values := owner_values(owners)) is not None:
+        clauses += " AND " + owned_by("owner_id", "$owners")
+        params["owners"] = values
     if currency is not None:
         clauses += " AND currency = $currency"
         params["currency"] = currency
@@ -599,6 +606,7 @@ def board(
     now: datetime,
     *,
     owner: str | None = None,
+    owners: Owners = None,
     currency: str | None = None,
     per_stage: int = 25,
 ) -> dict[str, Any] | None:
@@ -616,7 +624,7 @@ def board(
     second fetches just those deals. (One statement doing both runs slower than the
     two together.) ``con`` must not be inside a transaction already.
     """
-    filters, params = _filters(owner, currency)
+    filters, params = _filters(owner, currency, owners)
     stages_sql = f"""
         SELECT s.position, CAST(s.stage_id AS VARCHAR) AS stage_id, s.name, s.probability,
                p.name AS pipeline_name, t.currency, t.deals, t.amount,
@@ -726,6 +734,7 @@ def stage_deals(
     now: datetime,
     *,
     owner: str | None = None,
+    owners: Owners = None,
     currency: str | None = None,
     after: int | None = None,
     limit: int = 100,
@@ -734,7 +743,7 @@ def stage_deals(
     entered at position ``after`` (the cursor); ``None`` if the pipeline has no such
     stage. (The stage is the left side of the join: a known stage gives at least one
     row, with no deal when none passes.)"""
-    filters, params = _filters(owner, currency)
+    filters, params = _filters(owner, currency, owners)
     sql = f"""
         SELECT s.probability AS stage_probability, {DEAL_SELECT}
         FROM board_stages s
@@ -762,20 +771,25 @@ def stage_deals(
     return [_deal(row, row["stage_probability"], now) for row in rows if row["deal_id"] is not None]
 
 
-def pipelines(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Every pipeline with its stages in order and its number of open deals, by name."""
+def pipelines(con: duckdb.DuckDBPyConnection, owners: Owners = None) -> list[dict[str, Any]]:
+    """Every pipeline with its stages in order and its number of open deals (of
+    ``owners``), by name."""
+    filters, params = _filters(None, None, owners)
     return _rows(
         con,
-        """
+        f"""
         SELECT CAST(p.pipeline_id AS VARCHAR) AS pipeline_id, p.name,
                coalesce(n.deals, 0) AS deals,
-               (SELECT list({'stage_id': CAST(s.stage_id AS VARCHAR), 'name': s.name,
-                             'probability': s.probability, 'position': s.position}
+               (SELECT list({{'stage_id': CAST(s.stage_id AS VARCHAR), 'name': s.name,
+                             'probability': s.probability, 'position': s.position}}
                             ORDER BY s.position)
                 FROM board_stages s WHERE s.pipeline_id = p.pipeline_id) AS stages
         FROM board_pipelines p
-        LEFT JOIN (SELECT pipeline_id, sum(deals) AS deals FROM board_totals GROUP BY ALL) n
-            USING (pipeline_id)
+        LEFT JOIN (
+            SELECT pipeline_id, sum(deals) AS deals FROM board_totals WHERE TRUE{filters}
+            GROUP BY ALL
+        ) n USING (pipeline_id)
         ORDER BY p.name, p.pipeline_id
         """,
+        params,
     )

@@ -24,6 +24,7 @@ import orjson
 from projections import bulk_directory
 from projections.events import REMOVED, Recorded
 from projections.projector import Projector, on
+from projections.scope import Owners, owned_by, owner_values
 from projections.tables import Column, Table, rows_of
 
 #: Columns holding a JSON list of strings (kept as Python lists in memory).
@@ -401,6 +402,7 @@ def accounts(
     con: duckdb.DuckDBPyConnection,
     *,
     owner: str | None = None,
+    owners: Owners = None,
     country: str | None = None,
     industry: str | None = None,
     archived: bool | None = None,
@@ -414,6 +416,7 @@ def accounts(
     where, params = _filters(
         [
             ("owner_id = CAST(? AS UUID)", owner),
+            (owned_by("owner_id"), owner_values(owners)),
             ("country = ?", country),
             ("lower(industry) = lower(?)", industry),
             ("archived = ?", archived),
@@ -433,6 +436,7 @@ def contacts(
     con: duckdb.DuckDBPyConnection,
     *,
     owner: str | None = None,
+    owners: Owners = None,
     lifecycle_stage: str | None = None,
     tag: str | None = None,
     account: str | None = None,
@@ -447,6 +451,7 @@ def contacts(
     where, params = _filters(
         [
             ("owner_id = CAST(? AS UUID)", owner),
+            (owned_by("owner_id"), owner_values(owners)),
             ("lifecycle_stage = ?", lifecycle_stage),
             ("list_contains(CAST(tags AS VARCHAR[]), ?)", tag),
             ("account_id = CAST(? AS UUID)", account),
@@ -463,33 +468,50 @@ def contacts(
     return _page(con, CONTACTS, where, params, after, limit)
 
 
-def account_detail(con: duckdb.DuckDBPyConnection, account_id: str) -> dict[str, Any] | None:
+def account_detail(
+    con: duckdb.DuckDBPyConnection,
+    account_id: str,
+    *,
+    owners: Owners = None,
+    with_pipeline: bool = True,
+) -> dict[str, Any] | None:
     """One account with its children, its subtree (each descendant with its depth
     below the account, nearest first), and the open pipeline of the account alone
     and of its whole subtree: open deals counted and summed per currency (amounts in
-    different currencies are never added up)."""
+    different currencies are never added up).
+
+    ``owners`` keeps the children and descendants listed and counted to the accounts
+    of those owners (the account itself is returned whoever owns it: the caller
+    checks it). The roll-ups sum every deal of the subtree, whoever owns it: without
+    ``with_pipeline`` (a reader who may not read every deal) they are ``None``."""
     found = rows_of(con, f"SELECT * FROM ({ACCOUNTS}) WHERE id = CAST(? AS UUID)", [account_id])
     if not found:
         return None
     detail = _plain(found[0])
-    detail["children"] = accounts(con, parent=account_id, limit=MAX_LISTED)
+    detail["children"] = accounts(con, parent=account_id, owners=owners, limit=MAX_LISTED)
+    visible, params = _filters([(owned_by("a.owner_id"), owner_values(owners))])
+    scoped = "".join(f" AND {clause}" for clause in visible)
     (detail["descendant_count"],) = con.execute(
-        SUBTREE + "SELECT count(*) - 1 FROM subtree", [account_id]
+        SUBTREE + "SELECT count(*) FROM subtree s JOIN directory_accounts a ON a.id = s.id "
+        f"WHERE s.depth > 0{scoped}",
+        [account_id, *params],
     ).fetchone() or (0,)
     detail["descendants"] = [
         _plain(row)
         for row in rows_of(
             con,
             SUBTREE + "SELECT a.id, a.name, a.parent_id, s.depth, a.archived "
-            "FROM subtree s JOIN directory_accounts a ON a.id = s.id WHERE s.depth > 0 "
+            f"FROM subtree s JOIN directory_accounts a ON a.id = s.id WHERE s.depth > 0{scoped} "
             "ORDER BY s.depth, lower(a.name), a.id LIMIT ?",
-            [account_id, MAX_LISTED],
+            [account_id, *params, MAX_LISTED],
         )
     ]
-    detail["open_pipeline"] = _pipeline(con, "SELECT CAST(? AS UUID)", [account_id])
-    detail["subtree_open_pipeline"] = _pipeline(
-        con, SUBTREE + "SELECT id FROM subtree", [account_id]
-    )
+    detail["open_pipeline"] = detail["subtree_open_pipeline"] = None
+    if with_pipeline:
+        detail["open_pipeline"] = _pipeline(con, "SELECT CAST(? AS UUID)", [account_id])
+        detail["subtree_open_pipeline"] = _pipeline(
+            con, SUBTREE + "SELECT id FROM subtree", [account_id]
+        )
     return detail
 
 

@@ -36,6 +36,7 @@ from projections import bulk_timeline
 from projections import timeline_text as text
 from projections.events import REMOVED, Recorded
 from projections.projector import Projector, on
+from projections.scope import Owners, owned_by, owner_values
 from projections.tables import Column, Table
 
 RECORD_KINDS = ("contact", "account", "deal")
@@ -648,13 +649,19 @@ def timeline(
     since: str | None = None,
     until: str | None = None,
     include_retracted: bool = False,
+    interactions_by: Owners = None,
+    others_hidden: Sequence[str] = (),
     after: tuple[str, int] | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """The entries of one record's timeline, newest first (or ``oldest_first``), by
     when they happened (``order="occurred"``) or were logged (``"logged"``); ties
     broken by position. ``since``/``until`` bound that same time (``until`` exclusive);
-    ``after`` is the (time, position) of the last entry of the previous page."""
+    ``after`` is the (time, position) of the last entry of the previous page.
+    ``interactions_by``: only the interactions (and their corrections and retractions)
+    logged by those users (``None``: by anyone). ``others_hidden``: kinds of record (e.g.
+    ``task``) whose entries come only from the record itself, not from other records
+    of that kind linked to it (whose owners this read model does not know)."""
     if kind not in RECORD_KINDS:
         raise InvalidValueError(f"a timeline belongs to a {', '.join(RECORD_KINDS)}, not {kind}")
     column = ORDER_COLUMNS[order]
@@ -662,6 +669,17 @@ def timeline(
     params: list[Any] = [kind, record_id]
     if not include_retracted:
         where.append("NOT retracted")
+    if (loggers := owner_values(interactions_by)) is not None:
+        logged_by = owned_by("CAST(state->>'logged_by' AS UUID)")
+        where.append(
+            "(entity_kind <> 'interaction' OR entity_id IN (SELECT source_id FROM "
+            f"timeline_sources WHERE source_kind = 'interaction' AND {logged_by}))"
+        )
+        params.append(loggers)
+    if others_hidden:
+        marks = ", ".join("?" for _ in others_hidden)
+        where.append(f"(entity_kind NOT IN ({marks}) OR entity_id = record_id)")
+        params += list(others_hidden)
     if kinds is not None:
         values = check_kinds(kinds)
         marks = ", ".join("?" for _ in values)

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep
 from api.routes.common import (
     NO_FIELDS,
     HistoryQueryDep,
@@ -42,18 +42,18 @@ def register_account(
 
 @router.get("/{account_id}")
 def get_account(
-    account_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    account_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> AccountPublic:
     """The account now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return AccountPublic.of(read(crm, Account, account_id, response, at))
+    return AccountPublic.of(read(crm, Account, account_id, response, actor, at))
 
 
 @router.get("/{account_id}/history")
 def account_history(
-    account_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    account_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the account, oldest first: who, when, and each field before/after."""
-    return read_history(crm, Account, account_id, query)
+    return read_history(crm, Account, account_id, query, actor)
 
 
 @router.patch("/{account_id}")

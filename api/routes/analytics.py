@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel
 
 from api.cursors import decode_cursor, encode_cursor
+from api.deps import AnalyticsScope
 from api.reading import reader_for
 from commands.errors import NotFoundError
 from domain.errors import InvalidValueError
@@ -75,6 +76,8 @@ def stage_transitions(
     until: Until = None,
     after: After = None,
     limit: Limit = 100,
+    *,
+    scope: AnalyticsScope,
 ) -> TransitionsPage:
     """One row per change of a deal's stage or outcome, in position order: opening enters
     the first stage (``from_stage`` null), ``won``/``lost`` are outcomes, reopening leaves
@@ -82,6 +85,7 @@ def stage_transitions(
     key = _page_key(after, int)
     rows = analytics.stage_transitions(
         con,
+        owners=scope,
         deal_id=str(deal_id) if deal_id else None,
         pipeline_id=str(pipeline_id) if pipeline_id else None,
         owner_id=str(owner) if owner else None,
@@ -120,10 +124,14 @@ def funnel(
     pipeline_id: UUID,
     since: Annotated[AwareDatetime | None, Query(description="deals opened from then")] = None,
     until: Annotated[AwareDatetime | None, Query(description="deals opened before then")] = None,
+    *,
+    scope: AnalyticsScope,
 ) -> Funnel:
     """How many deals reached each stage (it or a later one; a won deal reached every
     stage), with the conversion to the next stage (for the last: to won) and to won."""
-    report = analytics.funnel(con, str(pipeline_id), since=_iso(since), until=_iso(until))
+    report = analytics.funnel(
+        con, str(pipeline_id), owners=scope, since=_iso(since), until=_iso(until)
+    )
     if report is None:
         raise NotFoundError("pipeline", pipeline_id)
     return Funnel(**report)
@@ -150,11 +158,14 @@ def win_rate(
     owner: UUID | None = None,
     since: Annotated[AwareDatetime | None, Query(description="closed from then")] = None,
     until: Annotated[AwareDatetime | None, Query(description="closed before then")] = None,
+    *,
+    scope: AnalyticsScope,
 ) -> WinRates:
     """Per period of the close (UTC) and owner: deals won and lost, win rate, average
     days from opening to close. A reopened deal counts once, by its final close."""
     rows = analytics.win_rate(
         con,
+        owners=scope,
         period=period,
         owner_id=str(owner) if owner else None,
         since=_iso(since),
@@ -190,6 +201,8 @@ def activity(
     ] = None,
     after: After = None,
     limit: Limit = 100,
+    *,
+    scope: AnalyticsScope,
 ) -> ActivityPage:
     """Interactions per day they happened (UTC), user who logged them and kind;
     corrections move them, retracted ones are left out."""
@@ -205,6 +218,7 @@ def activity(
         raise InvalidValueError("user: a user id or 'system'") from None
     rows = analytics.activity(
         con,
+        owners=scope,
         user_id=user_id,
         kind=kind,
         since=since,
@@ -243,11 +257,14 @@ def forecast(
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
     from_month: Month = None,
     to_month: Month = None,
+    *,
+    scope: AnalyticsScope,
 ) -> Forecast:
     """Open deals by expected close month (null: no date), owner and currency:
     Σ amount and Σ amount * probability / 100 (``weighted``), never across currencies."""
     rows = analytics.forecast(
         con,
+        owners=scope,
         owner_id=str(owner) if owner else None,
         currency=currency,
         from_month=from_month,

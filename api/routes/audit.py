@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
+from api.deps import AuditScope
 from api.reading import AuditReader
 from projections import audit
 
@@ -44,10 +45,15 @@ def audit_log(
     until: AwareDatetime | None = None,
     after: Annotated[int | None, Query(ge=0, description="cursor: `next` of the last page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    *,
+    scope: AuditScope,
 ) -> AuditPage:
+    """The audit log in position order: the rows caused by users within the caller's
+    audit scope (system rows only with an `all` scope)."""
     rows = audit.query(
         con,
         actor=actor,
+        actors=scope,
         entity_kind=entity_kind,
         entity_id=str(entity_id) if entity_id else None,
         action=action,

@@ -13,9 +13,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.cursors import decode_cursor, encode_cursor
+from api.deps import AuthorityDep, DealScope
 from api.reading import ReadPointDep, reader_for
 from commands.errors import NotFoundError
 from domain.errors import InvalidValueError
+from domain.permissions import Action, Resource, check, may
 from projections import board as board_model
 
 router = APIRouter()
@@ -118,10 +120,13 @@ def _str(value: UUID | None) -> str | None:
 
 
 @router.get("")
-def list_pipelines(con: BoardReader) -> PipelineList:
-    """Every pipeline, by name, with its stages in order and its number of open deals."""
+def list_pipelines(con: BoardReader, actor: AuthorityDep, deals: DealScope) -> PipelineList:
+    """Every pipeline, by name, with its stages in order and its number of open deals
+    (those the caller may read)."""
+    if not may(actor, Resource.PIPELINE, Action.READ, None):
+        return PipelineList(items=[])
     return PipelineList(
-        items=[PipelineSummary(**row) for row in board_model.pipelines(con)],
+        items=[PipelineSummary(**row) for row in board_model.pipelines(con, deals)],
     )
 
 
@@ -133,17 +138,24 @@ def get_board(
     owner: Owner = None,
     currency: Currency = None,
     limit: Annotated[int, Query(ge=0, le=500, description="the most deals shown per stage")] = 25,
+    *,
+    actor: AuthorityDep,
+    deals: DealScope,
 ) -> BoardView:
     """The board: stages in pipeline order, each with its totals per currency over all
     its open deals that pass the filters, and its first `limit` deals.
 
     With `as_of` it is the board as it stood then — as recorded by then, days in stage
-    counted at that moment; a deal moved since shows in the stage it was in."""
+    counted at that moment; a deal moved since shows in the stage it was in.
+
+    Deals, and the totals, are those the caller may read."""
+    check(actor, Resource.PIPELINE, Action.READ, None, target=pipeline_id)
     view = board_model.board(
         con,
         str(pipeline_id),
         point.moment,
         owner=_str(owner),
+        owners=deals,
         currency=currency.upper() if currency else None,
         per_stage=limit,
     )
@@ -170,8 +182,12 @@ def get_stage_deals(
     currency: Currency = None,
     after: Annotated[str | None, Query(description="cursor: `next` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    *,
+    actor: AuthorityDep,
+    deals: DealScope,
 ) -> StageDealsPage:
-    """The open deals of one stage, longest in the stage first."""
+    """The open deals of one stage that the caller may read, longest in the stage first."""
+    check(actor, Resource.PIPELINE, Action.READ, None, target=pipeline_id)
     position = None
     if after is not None:
         (position,) = decode_cursor(after, int)
@@ -183,6 +199,7 @@ def get_stage_deals(
         str(stage_id),
         point.moment,
         owner=_str(owner),
+        owners=deals,
         currency=currency.upper() if currency else None,
         after=position,
         limit=limit + 1,

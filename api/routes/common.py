@@ -15,6 +15,8 @@ from commands.app import Crm
 from commands.context import Context, Payload, Receipt, Removal, UtcDatetime
 from commands.handlers import execute
 from domain.errors import InvalidValueError
+from domain.ownership import check_readable
+from domain.roles import Authority
 from replay.records import MAX_HISTORY_PAGE, history, record_as_of
 
 A = TypeVar("A", bound=Aggregate)
@@ -60,11 +62,22 @@ PointInTimeDep = Annotated[PointInTime, Depends(point_in_time)]
 
 
 def read(
-    crm: Crm, cls: type[A], record_id: UUID, response: Response, at: PointInTime | None = None
+    crm: Crm,
+    cls: type[A],
+    record_id: UUID,
+    response: Response,
+    actor: Authority,
+    at: PointInTime | None = None,
 ) -> A:
-    """The record now, or at ``at``; ETag is the version returned."""
+    """The record now, or at ``at``, if the caller may read it; ETag is the version
+    returned."""
     at = at or PointInTime()
-    aggregate = record_as_of(crm, cls, record_id, moment=at.moment, version=at.version)
+    if at.moment is None and at.version is None:
+        aggregate = record_as_of(crm, cls, record_id)
+        check_readable(actor, aggregate)
+    else:
+        check_readable(actor, crm.load(cls, record_id))
+        aggregate = record_as_of(crm, cls, record_id, moment=at.moment, version=at.version)
     response.headers["ETag"] = f'"{aggregate.version}"'
     return aggregate
 
@@ -88,9 +101,11 @@ HistoryQueryDep = Annotated[HistoryQuery, Depends(history_query)]
 
 
 def read_history(
-    crm: Crm, cls: type[Aggregate], record_id: UUID, query: HistoryQuery
+    crm: Crm, cls: type[Aggregate], record_id: UUID, query: HistoryQuery, actor: Authority
 ) -> HistoryPagePublic:
-    """A page of the record's events, oldest first, with field-level before/after."""
+    """A page of the record's events, oldest first, with field-level before/after, if
+    the caller may read the record."""
+    check_readable(actor, crm.load(cls, record_id))
     page = history(
         crm, cls, record_id, public_json, after_version=query.after_version, limit=query.limit
     )

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep
 from api.routes.common import (
     NO_FIELDS,
     HistoryQueryDep,
@@ -45,18 +45,18 @@ def create_contact(
 
 @router.get("/{contact_id}")
 def get_contact(
-    contact_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    contact_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> ContactPublic:
     """The contact now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return ContactPublic.of(read(crm, Contact, contact_id, response, at))
+    return ContactPublic.of(read(crm, Contact, contact_id, response, actor, at))
 
 
 @router.get("/{contact_id}/history")
 def contact_history(
-    contact_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    contact_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the contact, oldest first: who, when, and each field before/after."""
-    return read_history(crm, Contact, contact_id, query)
+    return read_history(crm, Contact, contact_id, query, actor)
 
 
 @router.patch("/{contact_id}")

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep
 from api.routes.common import (
     HistoryQueryDep,
     PointInTimeDep,
@@ -42,18 +42,18 @@ def open_deal(body: OpenDeal, crm: CrmDep, ctx: ContextDep, response: Response) 
 
 @router.get("/{deal_id}")
 def get_deal(
-    deal_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    deal_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> DealPublic:
     """The deal now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return DealPublic.of(read(crm, Deal, deal_id, response, at))
+    return DealPublic.of(read(crm, Deal, deal_id, response, actor, at))
 
 
 @router.get("/{deal_id}/history")
 def deal_history(
-    deal_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    deal_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the deal, oldest first: who, when, and each field before/after."""
-    return read_history(crm, Deal, deal_id, query)
+    return read_history(crm, Deal, deal_id, query, actor)
 
 
 @router.patch("/{deal_id}")

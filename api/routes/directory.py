@@ -13,10 +13,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.cursors import decode_cursor, encode_cursor
+from api.deps import AccountScope, AuthorityDep, ContactScope
 from api.reading import reader_for
 from commands.errors import NotFoundError
 from domain.contact import LifecycleStage, normalize_tag
 from domain.errors import InvalidValueError
+from domain.permissions import Action, Resource, check, visible_owners
 from projections import directory
 
 router = APIRouter()
@@ -87,8 +89,8 @@ class AccountDetail(AccountItem):
     children: list[AccountItem]
     descendant_count: int
     descendants: list[Descendant]
-    open_pipeline: OpenPipeline
-    subtree_open_pipeline: OpenPipeline
+    open_pipeline: OpenPipeline | None
+    subtree_open_pipeline: OpenPipeline | None
 
 
 class ContactItem(BaseModel):
@@ -154,11 +156,15 @@ def list_accounts(
     q: Search = None,
     after: After = None,
     limit: Limit = 100,
+    *,
+    scope: AccountScope,
 ) -> AccountsPage:
-    """Accounts by name, then id. `q` searches name, domain and website."""
+    """Accounts by name, then id. `q` searches name, domain and website. Only the
+    accounts the caller may read are listed."""
     rows = directory.accounts(
         con,
         owner=_str(owner),
+        owners=scope,
         country=country.upper() if country else None,
         industry=industry,
         archived=archived,
@@ -173,11 +179,24 @@ def list_accounts(
 
 
 @router.get("/accounts/{account_id}")
-def get_account(account_id: UUID, con: DirectoryReader) -> AccountDetail:
-    """An account with its children, its subtree and the open pipeline over it."""
-    detail = directory.account_detail(con, str(account_id))
+def get_account(
+    account_id: UUID, con: DirectoryReader, actor: AuthorityDep, scope: AccountScope
+) -> AccountDetail:
+    """An account with its children, its subtree and the open pipeline over it.
+
+    Children and descendants are those the caller may read. The open pipeline roll-ups
+    sum every deal of the account (and subtree), whoever owns it: they are `null` for a
+    caller who may not read every deal (the sums would disclose deals outside their
+    scope)."""
+    detail = directory.account_detail(
+        con,
+        str(account_id),
+        owners=scope,
+        with_pipeline=visible_owners(actor, Resource.DEAL, Action.READ) is None,
+    )
     if detail is None:
         raise NotFoundError("account", account_id)
+    check(actor, Resource.ACCOUNT, Action.READ, UUID(detail["owner_id"]), target=account_id)
     return AccountDetail(**detail)
 
 
@@ -203,11 +222,14 @@ def list_contacts(
     ] = None,
     after: After = None,
     limit: Limit = 100,
+    *,
+    scope: ContactScope,
 ) -> ContactsPage:
-    """Contacts by name, then id."""
+    """Contacts by name, then id: those the caller may read."""
     rows = directory.contacts(
         con,
         owner=_str(owner),
+        owners=scope,
         lifecycle_stage=lifecycle_stage.value if lifecycle_stage else None,
         tag=normalize_tag(tag) if tag is not None else None,
         account=_str(account),

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep
 from api.routes.common import HistoryQueryDep, PointInTimeDep, read, read_history, run
 from api.schemas import HistoryPagePublic, InteractionPublic
 from commands.context import Receipt
@@ -52,18 +52,18 @@ def log_sms(body: LogSms, crm: CrmDep, ctx: ContextDep, response: Response) -> R
 
 @router.get("/{interaction_id}")
 def get_interaction(
-    interaction_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    interaction_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> InteractionPublic:
     """The interaction now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return InteractionPublic.of(read(crm, Interaction, interaction_id, response, at))
+    return InteractionPublic.of(read(crm, Interaction, interaction_id, response, actor, at))
 
 
 @router.get("/{interaction_id}/history")
 def interaction_history(
-    interaction_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    interaction_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the interaction, oldest first: who, when, and each field before/after."""
-    return read_history(crm, Interaction, interaction_id, query)
+    return read_history(crm, Interaction, interaction_id, query, actor)
 
 
 @router.post("/{interaction_id}/corrections")

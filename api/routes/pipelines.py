@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep
 from api.routes.common import HistoryQueryDep, PointInTimeDep, read, read_history, run
 from api.schemas import HistoryPagePublic, PipelinePublic
 from commands.context import Receipt
@@ -33,18 +33,18 @@ def create_pipeline(
 
 @router.get("/{pipeline_id}")
 def get_pipeline(
-    pipeline_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    pipeline_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> PipelinePublic:
     """The pipeline now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return PipelinePublic.of(read(crm, Pipeline, pipeline_id, response, at))
+    return PipelinePublic.of(read(crm, Pipeline, pipeline_id, response, actor, at))
 
 
 @router.get("/{pipeline_id}/history")
 def pipeline_history(
-    pipeline_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    pipeline_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the pipeline, oldest first: who, when, and each field before/after."""
-    return read_history(crm, Pipeline, pipeline_id, query)
+    return read_history(crm, Pipeline, pipeline_id, query, actor)
 
 
 @router.patch("/{pipeline_id}")

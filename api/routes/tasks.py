@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep
 from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
 from api.schemas import HistoryPagePublic, TaskPublic
 from commands.context import Receipt
@@ -29,18 +29,18 @@ def create_task(body: CreateTask, crm: CrmDep, ctx: ContextDep, response: Respon
 
 @router.get("/{task_id}")
 def get_task(
-    task_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    task_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> TaskPublic:
     """The task now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return TaskPublic.of(read(crm, Task, task_id, response, at))
+    return TaskPublic.of(read(crm, Task, task_id, response, actor, at))
 
 
 @router.get("/{task_id}/history")
 def task_history(
-    task_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    task_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the task, oldest first: who, when, and each field before/after."""
-    return read_history(crm, Task, task_id, query)
+    return read_history(crm, Task, task_id, query, actor)
 
 
 @router.patch("/{task_id}")

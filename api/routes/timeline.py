@@ -13,20 +13,35 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import duckdb
+from eventsourcing.domain import Aggregate
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
 from api.cursors import decode_cursor, encode_cursor
+from api.deps import AuthorityDep, CrmDep, InteractionScope
 from api.reading import reader_for
 from commands.context import UtcDatetime
 from commands.errors import NotFoundError
+from domain.account import Account
+from domain.contact import Contact
+from domain.deal import Deal
 from domain.errors import InvalidValueError
+from domain.ownership import check_readable
+from domain.permissions import Action, Resource, visible_owners
 from projections import timeline
 
 router = APIRouter()
 
 TimelineReader = Annotated[duckdb.DuckDBPyConnection, Depends(reader_for(timeline.Timeline.name))]
 RecordKind = Literal["contact", "account", "deal"]
+#: Kinds of record (besides interactions) whose changes show on the timelines of the
+#: records they are linked to.
+LINKED_RESOURCES = {"task": Resource.TASK}
+RECORD_CLASSES: dict[str, type[Aggregate]] = {
+    "contact": Contact,
+    "account": Account,
+    "deal": Deal,
+}
 MAX_KINDS = 50
 MAX_POSITION = 2**63 - 1
 
@@ -130,7 +145,17 @@ def record_timeline(
         str | None, Query(max_length=1024, description="cursor: `next` of the last page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    *,
+    crm: CrmDep,
+    actor: AuthorityDep,
+    interactions: InteractionScope,
 ) -> TimelinePage:
+    """The record's timeline, if the caller may read the record (as it is now). Of its
+    interactions, those the caller may read; of changes to other records linked to it
+    (a task linked to it), those of kinds the caller reads in full (`all`)."""
+    record = crm.find(RECORD_CLASSES[kind], record_id)
+    if record is not None:
+        check_readable(actor, record)
     tag = f"{order}-{'asc' if oldest_first else 'desc'}"
     rows = timeline.timeline(
         con,
@@ -142,6 +167,12 @@ def record_timeline(
         since=since.isoformat() if since else None,
         until=until.isoformat() if until else None,
         include_retracted=include_retracted,
+        interactions_by=interactions,
+        others_hidden=[
+            kind
+            for kind, resource in LINKED_RESOURCES.items()
+            if visible_owners(actor, resource, Action.READ) is not None
+        ],
         after=cursor_key(after, tag) if after is not None else None,
         limit=limit + 1,
     )

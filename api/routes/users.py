@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from api.deps import ContextDep, CrmDep, UserDep
+from api.deps import AuthorityDep, ContextDep, CrmDep, UserDep
 from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
 from api.schemas import HistoryPagePublic, UserPublic
 from commands.context import Receipt
@@ -43,18 +43,18 @@ def who_am_i(user: UserDep, response: Response) -> UserPublic:
 
 @router.get("/{user_id}")
 def get_user(
-    user_id: UUID, crm: CrmDep, _: UserDep, response: Response, at: PointInTimeDep
+    user_id: UUID, crm: CrmDep, actor: AuthorityDep, response: Response, at: PointInTimeDep
 ) -> UserPublic:
     """The user now, as recorded by ``as_of``, or at ``version``; ETag is its version."""
-    return UserPublic.of(read(crm, User, user_id, response, at))
+    return UserPublic.of(read(crm, User, user_id, response, actor, at))
 
 
 @router.get("/{user_id}/history")
 def user_history(
-    user_id: UUID, crm: CrmDep, _: UserDep, query: HistoryQueryDep
+    user_id: UUID, crm: CrmDep, actor: AuthorityDep, query: HistoryQueryDep
 ) -> HistoryPagePublic:
     """Every event of the user, oldest first: who, when, and each field before/after."""
-    return read_history(crm, User, user_id, query)
+    return read_history(crm, User, user_id, query, actor)
 
 
 @router.post("/{user_id}/roles")

@@ -10,6 +10,10 @@ a pipeline and its stages, deals, an interaction, tasks, users and their tokens)
 requests get past "not found" into the commands and reads themselves. The users whose
 tokens send the requests are never among the ids, so that the run cannot lock itself out.
 
+The seeded records are the Owner's, and stay outside the team of every user whose token
+sends requests: no read (``GET``) that succeeds may show one of them to a role whose read
+scope of its kind is less than ``all`` (:func:`shows_out_of_scope`).
+
 ``CRM_FUZZ_EXAMPLES`` (default 15) sets the examples per operation, store and generation
 mode; e.g. ``CRM_FUZZ_EXAMPLES=200 pytest tests/api/test_fuzz.py`` for a long run.
 """
@@ -34,7 +38,8 @@ from schemathesis import checks as schemathesis_checks
 from api.app import create_app
 from api.settings import Settings
 from commands.app import store_env
-from domain.roles import Role
+from domain.permissions import Action, Resource, may
+from domain.roles import Authority, Role
 from tests.api.test_bad_input import created, seed
 from tests.conftest import Person, Store, invite
 from tests.services import new_schema, serving
@@ -95,6 +100,8 @@ class FuzzWorld:
     schema: schemathesis.BaseSchema
     tokens: dict[Role, str]
     ids: dict[str, list[str]]
+    #: Per role: the seeded records it may not read.
+    hidden: dict[Role, frozenset[str]]
 
 
 def seed_more(http: httpx.Client, seeded: dict[str, str]) -> dict[str, list[str]]:
@@ -150,6 +157,46 @@ def seed_more(http: httpx.Client, seeded: dict[str, str]) -> dict[str, list[str]
     }
 
 
+#: The seeded records' kinds that the permission table scopes by owner.
+SCOPED_KINDS = {
+    "account": Resource.ACCOUNT,
+    "contact": Resource.CONTACT,
+    "deal": Resource.DEAL,
+    "interaction": Resource.INTERACTION,
+    "task": Resource.TASK,
+}
+
+
+def out_of_scope(
+    ids: dict[str, list[str]], people: dict[Role, Person], owner: Person
+) -> dict[Role, frozenset[str]]:
+    """Per role, the seeded records (all the Owner's) that the table keeps from it."""
+    hidden: dict[Role, frozenset[str]] = {}
+    for role, person in people.items():
+        reader = Authority(user_id=person.user.id, roles=frozenset({role}))
+        hidden[role] = frozenset(
+            record_id
+            for kind, resource in SCOPED_KINDS.items()
+            if not may(reader, resource, Action.READ, owner.user.id)
+            for record_id in ids[f"{kind}_id"]
+        )
+    return hidden
+
+
+def shown_records(value: Any, listed: bool = False) -> Iterator[str]:
+    """The ids of the records a response body shows: each object's ``id`` or
+    ``entity_id``, and a listed item's ``deal_id`` (a board's or report's rows); ids
+    that merely link to another record (an interaction's ``deal_id``) are not shown."""
+    if isinstance(value, dict):
+        keys = ("id", "entity_id", "deal_id") if listed else ("id", "entity_id")
+        yield from (str(value[key]) for key in keys if value.get(key) is not None)
+        for key, inner in value.items():
+            yield from shown_records(inner, listed=key == "items")
+    elif isinstance(value, list):
+        for inner in value:
+            yield from shown_records(inner, listed)
+
+
 def assert_ready(http: httpx.Client, ids: dict[str, list[str]], people: dict[Role, Person]) -> None:
     """The ids name real records, and every role's token works."""
     for kind in ("account", "contact", "pipeline", "deal", "interaction", "task", "user"):
@@ -188,7 +235,13 @@ def fuzz_world(
                 spec = http.get("/openapi.json").json()
             schema = schemathesis.openapi.from_dict(spec)
             tokens = {role: person.token for role, person in people.items()}
-            yield FuzzWorld(base_url, schema, tokens, ids)
+            hidden = out_of_scope(ids, people, owner)
+            # The check has something to find: the deals are the Owner's, and a Sales Rep
+            # and a Manager read only their own or their team's.
+            assert set(ids["deal_id"]) <= hidden[Role.SALES_REP] & hidden[Role.MANAGER]
+            assert not hidden[Role.OWNER]
+            assert not hidden[Role.AUDITOR]
+            yield FuzzWorld(base_url, schema, tokens, ids, hidden)
     finally:
         crm.close()
 
@@ -251,6 +304,10 @@ def send(world: FuzzWorld, case: Case[Any], data: st.DataObject, session: reques
     )
     problem_for_every_4xx(response)
     case.validate_response(response, checks=CHECKS)
+    json_body = (header(response, "content-type") or "").startswith("application/json")
+    if case.method.upper() == "GET" and 200 <= response.status_code < 300 and json_body:
+        leaked = set(shown_records(response.json())) & world.hidden[role]
+        assert not leaked, f"{role.value} was shown {leaked}: GET {case.path} {case.query}"
 
 
 @pytest.mark.parametrize(("label", "mode"), operations())
