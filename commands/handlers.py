@@ -8,7 +8,7 @@ from typing import Any
 
 from commands import accounts, contacts, deals, interactions, pipelines, tasks, users
 from commands.app import Crm
-from commands.context import Context, Decision, Payload, Receipt
+from commands.context import Context, Decision, Payload, Permit, Receipt
 from commands.errors import CommandError, ConflictError
 from commands.idempotency import MAX_KEY_LENGTH, IdempotencyRecord, fingerprint, record_id
 from domain.errors import DomainError, InvalidValueError
@@ -65,6 +65,12 @@ HANDLERS: dict[type[Payload], Handler] = {
     users.RevokeToken: users.revoke_token,
     users.RotateToken: users.rotate_token,
 }
+
+#: What the permission table must allow for each command (None: a command on users,
+#: governed by the level rules of ``domain/roles.py``). Each command declares its own
+#: ``PERMIT`` and its handler checks it against the owner of every record it touches;
+#: ``crm permissions --commands`` prints this mapping.
+PERMITS: dict[type[Payload], Permit | None] = {command: command.PERMIT for command in HANDLERS}
 
 #: Read-only users (Auditors) may still look after their own tokens.
 ALLOWED_READ_ONLY: tuple[type[Payload], ...] = (
@@ -154,4 +160,4 @@ def _replay(crm: Crm, actor: str, key: str, request: str) -> Receipt | None:
     )
 
 
-__all__ = ["HANDLERS", "ConflictError", "execute"]
+__all__ = ["HANDLERS", "PERMITS", "ConflictError", "execute"]

@@ -22,6 +22,8 @@ USER_EMAIL_SCOPE = "user-emails"
 
 
 class InviteUser(Payload):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     email: EmailStr
     name: str = Field(min_length=1, max_length=200)
     role: Role
@@ -33,14 +35,20 @@ class RoleBody(Payload):
 
 
 class GrantRole(RoleBody):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
 class RevokeRole(RoleBody):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
 class DeactivateUser(Payload):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
@@ -50,6 +58,8 @@ class ManagerBody(Payload):
 
 
 class AssignManager(ManagerBody):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
@@ -60,6 +70,8 @@ class TokenRequest(Payload):
 
 
 class IssueToken(TokenRequest):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
@@ -71,11 +83,16 @@ class RotationRequest(Payload):
 class RotateToken(RotationRequest):
     """Issue a new token and revoke ``token_id`` in one change."""
 
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
+
     user_id: UUID
     token_id: UUID
 
 
 class RevokeToken(Payload):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
     token_id: UUID
 

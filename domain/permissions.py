@@ -206,3 +206,14 @@ def check(
             action,
             target,
         )
+
+
+def owner_of(record: object) -> UUID | None:
+    """Whose a record is, for the table: an account's, contact's or deal's ``owner_id``, a
+    task's ``assignee_id``, an interaction's ``logged_by``; None for a record nobody owns
+    (a pipeline), which only an ``all`` scope reaches."""
+    for attribute in ("owner_id", "assignee_id", "logged_by"):
+        owner = getattr(record, attribute, None)
+        if isinstance(owner, UUID):
+            return owner
+    return None

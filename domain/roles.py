@@ -47,9 +47,6 @@ _LEVELS = {
 
 SYSTEM_LEVEL = 1_000
 
-#: The lowest role that may remove records for good.
-REMOVE_ROLE = Role.MANAGER
-
 
 class EscalationError(NotPermittedError):
     """Raised when a user tries to hand out or take away power they do not hold above."""
@@ -107,16 +104,6 @@ class Authority:
             raise ReadOnlyError(
                 "read-only users (Auditors, or users without a role) change nothing"
             )
-
-    def check_at_least(self, role: Role) -> None:
-        self.check_can_write()
-        if self.grant_level < role.level:
-            raise NotPermittedError(f"this needs the {role.value} role or higher")
-
-    def check_can_remove(self) -> None:
-        """Removing a record for good (or reverting an import) is for Managers and above;
-        Sales Reps archive, close or retract instead."""
-        self.check_at_least(REMOVE_ROLE)
 
     def check_can_assign(self, role: Role) -> None:
         """Refuse unless ``role`` sits strictly below this actor's own level."""
