@@ -94,6 +94,9 @@ def create_app(
     if crm is not None:
         app.state.crm = crm
     app.state.write_limits = TokenBuckets(settings.write_rate_per_second, settings.write_burst)
+    app.state.denial_limits = TokenBuckets(
+        settings.denial_record_rate_per_second, settings.denial_record_burst
+    )
     problems.install(app)
     document_problems(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
