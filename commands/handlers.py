@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commands import accounts, contacts, deals, interactions, pipelines, tasks, users
+from commands import accounts, contacts, deals, interactions, pipelines, roles, tasks, users
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, Permit, Receipt
 from commands.errors import CommandError, ConflictError
@@ -64,6 +64,9 @@ HANDLERS: dict[type[Payload], Handler] = {
     users.IssueToken: users.issue_token,
     users.RevokeToken: users.revoke_token,
     users.RotateToken: users.rotate_token,
+    roles.CreateCustomRole: roles.create_custom_role,
+    roles.GrantCustomRole: roles.grant_custom_role,
+    roles.RevokeCustomRole: roles.revoke_custom_role,
 }
 
 #: What the permission table must allow for each command (None: a command on users,

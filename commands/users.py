@@ -13,6 +13,7 @@ from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import load_ref, load_target
 from commands.tokens import NewToken, new_token
+from domain.custom_role import CustomRole
 from domain.index import UniqueKey
 from domain.roles import Authority, Role
 from domain.user import OwnerRoster, Team, User, roster_id, team_id
@@ -157,8 +158,12 @@ def reports_of(crm: Crm, manager_id: UUID) -> frozenset[UUID]:
 
 
 def authority_of(crm: Crm, user: User) -> Authority:
-    """What ``user`` may do now: their roles, and their team for the permission table."""
-    return Authority(user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id))
+    """What ``user`` may do now: their roles, the grants of their custom roles, and their
+    team, for the permission table."""
+    custom = tuple(crm.load(CustomRole, UUID(role_id)).grants for role_id in user.custom_roles)
+    return Authority(
+        user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id), custom_grants=custom
+    )
 
 
 def assign_manager(cmd: AssignManager, crm: Crm, ctx: Context) -> Decision:

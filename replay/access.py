@@ -136,7 +136,7 @@ def _judge(
         try:
             if resource is None:
                 assert isinstance(record, User)
-                authority.check_can_manage(record.id, record.role_set)
+                authority.check_can_manage(record.id, record.level)
             else:
                 check(authority, resource, Action.EDIT, owner_id, record.id)
         except NotPermittedError as refused:

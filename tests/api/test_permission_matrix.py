@@ -22,16 +22,28 @@ from commands import accounts, contacts, deals, interactions, pipelines, tasks
 from commands.app import Crm, store_env
 from commands.context import Context, Payload
 from commands.handlers import PERMITS, execute
-from commands.users import authority_of
+from domain.custom_role import parse_grants
 from domain.permissions import may
 from domain.roles import Authority, Role
-from domain.user import User
 from tests.api.test_auth import STAGES, written_since
 from tests.api.test_bad_input import assert_problem
 from tests.conftest import Person, invite
 from tests.services import serving
 
 RELATIONS = ("own", "team", "other")
+
+#: The custom role of the matrix: scopes no built-in role has in this combination.
+CUSTOM = "custom"
+CUSTOM_GRANTS = {
+    "account": {"read": "all", "create": "own", "edit": "team", "remove": "own"},
+    "contact": {"read": "team", "create": "team", "edit": "own"},
+    "deal": {"read": "team", "create": "own", "edit": "team", "remove": "own"},
+    "interaction": {"read": "own", "create": "own", "edit": "team"},
+    "task": {"read": "team", "create": "team", "edit": "own"},
+    "pipeline": {"read": "all"},
+}
+#: Who acts in the matrix: a user of each built-in role, and one holding only the custom role.
+PROFILES = [role.value for role in Role] + [CUSTOM]
 NOW = datetime.now(UTC).isoformat()
 
 
@@ -40,8 +52,8 @@ class World:
     crm: Crm
     base_url: str
     owner: Person
-    #: Per role: the user acting, and a user who reports to them.
-    subjects: dict[Role, tuple[Person, UUID]]
+    #: Per profile: the user acting, and a user who reports to them.
+    subjects: dict[str, tuple[Person, UUID]]
     #: A user nobody in the matrix manages.
     stranger: UUID
     pipeline: UUID
@@ -64,16 +76,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = Settings(write_rate_per_second=0)
     with serving(create_app(settings, crm=crm)) as base_url:
         headers = {"Authorization": f"Bearer {owner.token}"}
-        subjects: dict[Role, tuple[Person, UUID]] = {}
+        subjects: dict[str, tuple[Person, UUID]] = {}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as api:
-            for role in Role:
-                subject = invite(crm, f"{role.value}@example.com", role)
-                report = invite(crm, f"report-of-{role.value}@example.com", Role.SALES_REP)
+            role_spec = {"name": "Partner manager", "level": 15, "grants": CUSTOM_GRANTS}
+            custom_role = api.post("/roles", json=role_spec)
+            assert custom_role.status_code == 201, custom_role.text
+            for profile in PROFILES:
+                role = Role.SALES_REP if profile == CUSTOM else Role(profile)
+                subject = invite(crm, f"{profile}@example.com", role)
+                report = invite(crm, f"report-of-{profile}@example.com", Role.SALES_REP)
                 line = api.put(
                     f"/users/{report.user.id}/manager", json={"manager_id": str(subject.user.id)}
                 )
                 assert line.status_code == 200, line.text
-                subjects[role] = (subject, report.user.id)
+                if profile == CUSTOM:  # the custom role alone
+                    user = f"/users/{subject.user.id}"
+                    role_id = {"role_id": custom_role.json()["id"]}
+                    assert api.post(f"{user}/custom-roles", json=role_id).status_code == 200
+                    assert api.delete(f"{user}/roles/sales_rep").status_code == 200
+                subjects[profile] = (subject, report.user.id)
         pipeline = execute(
             crm,
             pipelines.CreatePipeline.model_validate({"name": "Sales", "stages": STAGES}),
@@ -307,23 +328,31 @@ def test_the_matrix_covers_every_command_the_table_governs() -> None:
 
 
 def matrix() -> Iterator[Any]:
-    for role in Role:
+    for profile in PROFILES:
         for command in CASES:
             for relation in ("any",) if command in UNOWNED else RELATIONS:
-                yield pytest.param(
-                    role, command, relation, id=f"{role.value}-{command.__name__}-{relation}"
-                )
+                name = f"{profile}-{command.__name__}-{relation}"
+                yield pytest.param(profile, command, relation, id=name)
 
 
-@pytest.mark.parametrize(("role", "command", "relation"), list(matrix()))
+def expected_authority(profile: str, actor: UUID, report: UUID) -> Authority:
+    """What the table should see of the actor, built from the matrix's own setup (not
+    from ``authority_of``, which is under test)."""
+    team = frozenset({report})
+    if profile == CUSTOM:
+        return Authority(actor, team=team, custom_grants=(parse_grants(CUSTOM_GRANTS),))
+    return Authority(actor, frozenset({Role(profile)}), team=team)
+
+
+@pytest.mark.parametrize(("profile", "command", "relation"), list(matrix()))
 def test_a_command_is_allowed_exactly_as_the_table_says(
-    world: World, role: Role, command: type[Payload], relation: str
+    world: World, profile: str, command: type[Payload], relation: str
 ) -> None:
-    subject, report = world.subjects[role]
+    subject, report = world.subjects[profile]
     actor = subject.user.id
     owner = {"own": actor, "team": report, "other": world.stranger, "any": actor}[relation]
     attempt = CASES[command](world, owner, actor)
-    authority = authority_of(world.crm, world.crm.load(User, actor))
+    authority = expected_authority(profile, actor, report)
     permit = PERMITS[command]
     assert permit is not None
     allowed = all(may(authority, permit[0], permit[1], o) for o in attempt.owners)
