@@ -11,10 +11,9 @@ from what the CRM enforced:
   the permission table (``domain/permissions.py``) gives the user's roles at the moment
   for the record's owner then: ``read`` to read it, ``edit`` to change it; the ``team``
   scope reaches the users who reported to them, however indirectly, at the moment;
+- custom roles count with the grants they gave at the moment;
 - a user record is read by every user; changing it needs a level above the user's own,
   and nobody changes their own roles (``check_can_manage``).
-
-Not yet followed: custom roles (their grants are folded in only at command time).
 """
 
 from __future__ import annotations
@@ -30,10 +29,11 @@ from eventsourcing.utils import get_topic
 
 from domain.account import Account
 from domain.contact import Contact
+from domain.custom_role import CustomRole
 from domain.deal import Deal
 from domain.errors import NotPermittedError
 from domain.interaction import Interaction
-from domain.permissions import Action, Resource, check, owner_of
+from domain.permissions import Action, Grants, Resource, check, owner_of
 from domain.pipeline import Pipeline
 from domain.roles import Authority, Role
 from domain.task import Task
@@ -98,7 +98,10 @@ def access_as_of(
     owner_id = owner_of(record)
     everyone = list(_users_as_of(crm, moment))
     teams = _teams(everyone)
-    users = [_judge(user, teams, cls, record, owner_id, moment) for user in everyone]
+    users = [
+        _judge(user, teams, _custom_grants(crm, user, moment), cls, record, owner_id, moment)
+        for user in everyone
+    ]
     users.sort(key=lambda u: (not u.could_change, not u.could_read, u.email))
     return AccessReport(
         kind=kind_name(cls),
@@ -113,13 +116,17 @@ def access_as_of(
 def _judge(
     user: User,
     teams: dict[UUID, frozenset[UUID]],
+    custom_grants: tuple[Grants, ...],
     cls: type[Aggregate],
     record: Aggregate | None,
     owner_id: UUID | None,
     moment: datetime,
 ) -> UserAccess:
     authority = Authority(
-        user_id=user.id, roles=user.role_set, team=teams.get(user.id, frozenset())
+        user_id=user.id,
+        roles=user.role_set,
+        team=teams.get(user.id, frozenset()),
+        custom_grants=custom_grants,
     )
     reason: str | None = None
     could_read = False
@@ -161,6 +168,15 @@ def _allowed(authority: Authority, resource: Resource, action: Action, owner: UU
     except NotPermittedError:
         return False
     return True
+
+
+def _custom_grants(crm: Records, user: User, moment: datetime) -> tuple[Grants, ...]:
+    """The grants of the custom roles the user held at the moment (a custom role never
+    changes once defined)."""
+    return tuple(
+        record_as_of(crm, CustomRole, UUID(role_id), moment=moment).grants
+        for role_id in user.custom_roles
+    )
 
 
 def _teams(users: list[User]) -> dict[UUID, frozenset[UUID]]:

@@ -15,6 +15,7 @@ from commands.accounts import ReassignAccount, RegisterAccount
 from commands.app import Crm
 from commands.handlers import execute
 from commands.pipelines import CreatePipeline, StageSpec
+from commands.roles import CreateCustomRole, GrantCustomRole, RevokeCustomRole
 from commands.users import AssignManager, DeactivateUser, GrantRole, RevokeRole, RevokeToken
 from domain.account import Account
 from domain.pipeline import Pipeline
@@ -240,6 +241,29 @@ def test_a_manager_could_change_their_reports_records_while_they_reported(
         None,
     )
     assert by_email(access_as_of(crm, Account, account, apart))["manager@example.com"][:2] == (
+        True,
+        False,
+    )
+
+
+def test_a_custom_role_counts_while_it_was_held(crm: Crm, owner: Person) -> None:
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, owner.user.authority)
+    account = execute(crm, RegisterAccount(name="Acme", owner_id=owner.user.id), owner.ctx).id
+    keeper = CreateCustomRole.model_validate(
+        {"name": "Keeper", "level": 5, "grants": {"account": {"read": "all", "edit": "all"}}}
+    )
+    role = execute(crm, keeper, owner.ctx).id
+    execute(crm, GrantCustomRole(user_id=rep.user.id, role_id=role), owner.ctx)
+    holding = moment_of(crm, rep)
+    execute(crm, RevokeCustomRole(user_id=rep.user.id, role_id=role), owner.ctx)
+    after = moment_of(crm, rep)
+
+    assert by_email(access_as_of(crm, Account, account, holding))["rep@example.com"] == (
+        True,
+        True,
+        None,
+    )
+    assert by_email(access_as_of(crm, Account, account, after))["rep@example.com"][:2] == (
         True,
         False,
     )
