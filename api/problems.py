@@ -144,9 +144,12 @@ def request_id_of(request: Request) -> str:
 def route_template(request: Request) -> str:
     """The request's path with its parameters named, as the route declares it:
     ``/deals/{deal_id}`` (no ids, no values)."""
-    path = request.url.path
-    for name, value in request.path_params.items():
-        path = path.replace(f"/{value}", f"/{{{name}}}", 1)
+    path = str(request.scope.get("path", ""))  # decoded, as the path parameters are
+    # From the right: a parameter's value may also spell an earlier, literal segment.
+    for name, value in reversed(request.path_params.items()):
+        head, found, tail = path.rpartition(f"/{value}")
+        if found:
+            path = f"{head}/{{{name}}}{tail}"
     return path
 
 

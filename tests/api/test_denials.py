@@ -128,3 +128,20 @@ def test_a_refusal_that_cannot_be_recorded_is_still_a_403(
 
     assert_forbidden(crm, refused, before)
     assert denials(crm) == 0
+
+
+@pytest.mark.parametrize("tag", ["contacts", "a b"])
+def test_a_refusal_names_its_route_not_its_values(
+    api: httpx.Client, crm: Crm, owner: Person, connect: Any, tag: str
+) -> None:
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, by=owner.user.authority)
+    contact = created(api.post("/contacts", json={"first_name": "Ada", "tags": [tag]}))["id"]
+
+    refused = connect(rep.token).delete(f"/contacts/{contact}/tags/{tag}")
+
+    assert refused.status_code == 403
+    [notification] = crm.recorder.select_notifications(
+        1, 10_000, topics=[get_topic(Denial.Recorded)]
+    )
+    denial = crm.load(Denial, UUID(str(notification.originator_id)))
+    assert denial.operation == "DELETE /contacts/{contact_id}/tags/{tag}"
