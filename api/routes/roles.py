@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from api.deps import ContextDep, CrmDep, UserDep
 from api.routes.common import read, run
+from api.routes.timeline import MAX_POSITION
 from commands.context import Receipt
 from commands.roles import CreateCustomRole, CustomRoleSpec
 from domain.custom_role import CustomRole, StoredGrants
@@ -63,7 +64,11 @@ def create_custom_role(
 def list_custom_roles(
     crm: CrmDep,
     _: UserDep,
-    after: Annotated[int | None, Query(ge=0, description="cursor: `next` of the last page")] = None,
+    after: Annotated[
+        int | None,
+        # The store's positions are 64-bit: a larger cursor would not fit its query.
+        Query(ge=0, le=MAX_POSITION - 1, description="cursor: `next` of the last page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CustomRolesPage:
     """Every custom role, in the order they were defined."""

@@ -158,3 +158,8 @@ def test_a_bad_custom_role_is_a_4xx_problem(api: httpx.Client, crm: Crm) -> None
         assert_problem(response, 422)
     assert_problem(taken, 409)
     assert crm.position() == before
+
+
+def test_a_cursor_beyond_the_stores_positions_is_a_422(api: httpx.Client) -> None:
+    assert_problem(api.get("/roles", params={"after": 2**64}), 422)
+    assert api.get("/roles", params={"after": 2**62}).json() == {"items": [], "next": None}
