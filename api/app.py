@@ -29,6 +29,7 @@ from api.routes import (
     interactions,
     pipelines,
     projections,
+    roles,
     tasks,
     timeline,
     users,
@@ -94,6 +95,9 @@ def create_app(
     if crm is not None:
         app.state.crm = crm
     app.state.write_limits = TokenBuckets(settings.write_rate_per_second, settings.write_burst)
+    app.state.denial_limits = TokenBuckets(
+        settings.denial_record_rate_per_second, settings.denial_record_burst
+    )
     problems.install(app)
     document_problems(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
@@ -107,6 +111,7 @@ def create_app(
         (interactions.router, "/interactions"),
         (tasks.router, "/tasks"),
         (users.router, "/users"),
+        (roles.router, "/roles"),
         (audit.router, "/audit"),
         (board.router, "/board"),
         (timeline.router, "/timeline"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -10,12 +12,15 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from api.ratelimit import RateLimitedError
+from api.deps import REQUEST_ID_PATTERN
+from api.ratelimit import RateLimitedError, TokenBuckets
 from api.reading import ReadModelUnavailableError
+from commands.denials import record_denial
 from commands.errors import (
     ConflictError,
     IdempotencyKeyReusedError,
@@ -25,6 +30,7 @@ from commands.errors import (
     UnknownReferenceError,
 )
 from commands.revert import UnknownBatchError
+from commands.tokens import user_id_of
 from domain.errors import (
     InvalidValueError,
     NotPermittedError,
@@ -126,6 +132,51 @@ def validation_errors(error: RequestValidationError) -> tuple[int, str, list[dic
     return 422, "the request does not match the expected shape", errors
 
 
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+
+
+def request_id_of(request: Request) -> str:
+    """The client's ``X-Request-ID`` when well-formed, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def route_template(request: Request) -> str:
+    """The request's path with its parameters named, as the route declares it:
+    ``/deals/{deal_id}`` (no ids, no values)."""
+    path = str(request.scope.get("path", ""))  # decoded, as the path parameters are
+    # From the right: a parameter's value may also spell an earlier, literal segment.
+    for name, value in reversed(request.path_params.items()):
+        head, found, tail = path.rpartition(f"/{value}")
+        if found:
+            path = f"{head}/{{{name}}}{tail}"
+    return path
+
+
+def record_refusal(request: Request, error: NotPermittedError, request_id: str) -> None:
+    """Record a refusal of an authenticated caller for auditors (``commands/denials.py``).
+
+    Never raises: the 403 goes out whatever happens here. Each token's refusals are
+    recorded at a bounded rate (``denial_limits``): a client flooding refusals fills no
+    disk; what is dropped is logged as a count-free warning (no token, no ids)."""
+    try:
+        token_id = getattr(request.state, "token_id", None)
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        actor_id = user_id_of(token.strip())
+        if token_id is None or actor_id is None:
+            return  # refused before anyone was authenticated: nobody to attribute it to
+        limits: TokenBuckets = request.app.state.denial_limits
+        try:
+            limits.take(str(token_id))
+        except RateLimitedError:
+            log.warning("a refusal was not recorded: its token is over the recording rate")
+            return
+        operation = f"{request.method} {route_template(request)}"
+        record_denial(request.app.state.crm, error, actor_id, request_id, operation)
+    except Exception:
+        log.exception("a refusal could not be recorded")
+
+
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -178,3 +229,13 @@ def install(app: FastAPI) -> None:
     for cls, _, _ in ERROR_STATUS:
         app.add_exception_handler(cls, on_error)
     app.add_exception_handler(Exception, on_error)
+
+    async def on_not_permitted(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, NotPermittedError)
+        request_id = request_id_of(request)
+        # Its own transaction, off the event loop; the refused command wrote nothing.
+        await run_in_threadpool(record_refusal, request, error, request_id)
+        return problem(403, str(error), "forbidden", request_id=request_id)
+
+    # After the loop above: every refusal (DeniedError, EscalationError, ...) comes here.
+    app.add_exception_handler(NotPermittedError, on_not_permitted)

@@ -198,6 +198,8 @@ class UserPublic(RecordPublic):
     token_ids: list[UUID]
     #: Whom the user reports to (null: nobody).
     manager_id: UUID | None
+    #: The custom roles held (``GET /roles/{id}``).
+    custom_role_ids: list[UUID] = []
 
     @classmethod
     def of(cls, u: User) -> UserPublic:
@@ -209,6 +211,7 @@ class UserPublic(RecordPublic):
             active=u.active,
             token_ids=[UUID(token_id) for token_id in u.tokens],
             manager_id=u.manager_id,
+            custom_role_ids=[UUID(role_id) for role_id in u.custom_roles],
         )
 
 

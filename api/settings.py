@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     write_burst: int = Field(
         default=500, ge=1, le=1_000_000, description="commands an API token may send at once"
     )
+    denial_record_rate_per_second: float = Field(
+        default=1.0,
+        ge=0,
+        le=1_000_000,
+        description="refusals (403) recorded a second per API token after its burst (0: all)",
+    )
+    denial_record_burst: int = Field(
+        default=20, ge=1, le=1_000_000, description="refusals of a token recorded at once"
+    )
     group_commit: bool = Field(
         default=True,
         description="commit concurrent commands together in one transaction (off: one each)",

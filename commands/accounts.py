@@ -7,16 +7,18 @@ from uuid import UUID
 from pydantic import Field
 
 from commands.app import Crm
-from commands.context import Context, Decision, Payload, Removal
-from commands.loading import check_user, load_ref, load_target
+from commands.context import Context, Decision, Payload, Removal, authorize
+from commands.loading import check_user, load_permitted, load_ref
 from domain.account import Account, Hierarchy, hierarchy_id
 from domain.errors import InvalidValueError
+from domain.permissions import Action, Resource
 
 Name = Field(min_length=1, max_length=200)
 Text = Field(default=None, max_length=500)
 
 
 class RegisterAccount(Payload):
+    PERMIT = (Resource.ACCOUNT, Action.CREATE)
     name: str = Name
     website: str | None = Text
     industry: str | None = Field(default=None, max_length=100)
@@ -37,6 +39,7 @@ class AccountChanges(Payload):
 
 
 class UpdateAccount(AccountChanges):
+    PERMIT = (Resource.ACCOUNT, Action.EDIT)
     account_id: UUID
 
 
@@ -45,6 +48,7 @@ class OwnerChange(Payload):
 
 
 class ReassignAccount(OwnerChange):
+    PERMIT = (Resource.ACCOUNT, Action.EDIT)
     account_id: UUID
 
 
@@ -53,14 +57,17 @@ class ParentChange(Payload):
 
 
 class MoveAccount(ParentChange):
+    PERMIT = (Resource.ACCOUNT, Action.EDIT)
     account_id: UUID
 
 
 class ArchiveAccount(Payload):
+    PERMIT = (Resource.ACCOUNT, Action.EDIT)
     account_id: UUID
 
 
 class RestoreAccount(Payload):
+    PERMIT = (Resource.ACCOUNT, Action.EDIT)
     account_id: UUID
 
 
@@ -99,6 +106,7 @@ def new_account(
 
 def register_account(cmd: RegisterAccount, crm: Crm, ctx: Context) -> Decision:
     owner_id = owner_or_actor(cmd.owner_id, ctx)
+    authorize(cmd, ctx, owner_id, None)
     check_user(crm, owner_id)
     parent = load_ref(crm, Account, cmd.parent_id) if cmd.parent_id else None
     account = new_account(cmd, owner_id, parent)
@@ -106,7 +114,7 @@ def register_account(cmd: RegisterAccount, crm: Crm, ctx: Context) -> Decision:
 
 
 def update_account(cmd: UpdateAccount, crm: Crm, ctx: Context) -> Decision:
-    account = load_target(crm, Account, cmd.account_id, ctx)
+    account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
     given = cmd.model_fields_set
     if "name" in given and cmd.name is None:
         raise InvalidValueError("an account's name cannot be cleared")
@@ -121,14 +129,15 @@ def update_account(cmd: UpdateAccount, crm: Crm, ctx: Context) -> Decision:
 
 
 def reassign_account(cmd: ReassignAccount, crm: Crm, ctx: Context) -> Decision:
-    account = load_target(crm, Account, cmd.account_id, ctx)
+    account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
+    authorize(cmd, ctx, cmd.owner_id, account.id)  # the new owner too
     check_user(crm, cmd.owner_id)
     account.reassign(cmd.owner_id)
     return Decision(account)
 
 
 def move_account(cmd: MoveAccount, crm: Crm, ctx: Context) -> Decision:
-    account = load_target(crm, Account, cmd.account_id, ctx)
+    account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
     parent = load_ref(crm, Account, cmd.parent_id) if cmd.parent_id else None
     # Read the hierarchy's version before the ancestry: a move committed in between
     # then makes our save conflict instead of deciding on a stale tree.
@@ -142,23 +151,23 @@ def move_account(cmd: MoveAccount, crm: Crm, ctx: Context) -> Decision:
 
 
 def archive_account(cmd: ArchiveAccount, crm: Crm, ctx: Context) -> Decision:
-    account = load_target(crm, Account, cmd.account_id, ctx)
+    account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
     account.archive()
     return Decision(account)
 
 
 def restore_account(cmd: RestoreAccount, crm: Crm, ctx: Context) -> Decision:
-    account = load_target(crm, Account, cmd.account_id, ctx)
+    account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
     account.restore()
     return Decision(account)
 
 
 class RemoveAccount(Removal):
+    PERMIT = (Resource.ACCOUNT, Action.REMOVE)
     account_id: UUID
 
 
 def remove_account(cmd: RemoveAccount, crm: Crm, ctx: Context) -> Decision:
-    ctx.actor.check_can_remove()
-    account = load_target(crm, Account, cmd.account_id, ctx)
+    account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
     account.remove(cmd.reason)
     return Decision(account)

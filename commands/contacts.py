@@ -9,17 +9,19 @@ from pydantic import EmailStr, Field
 
 from commands.accounts import owner_or_actor
 from commands.app import Crm
-from commands.context import Context, Decision, Payload, Removal
-from commands.loading import check_account, check_user, load_target
+from commands.context import Context, Decision, Payload, Removal, authorize
+from commands.loading import check_account, check_user, load_permitted
 from domain.contact import EMAIL_SCOPE, Contact, LifecycleStage
 from domain.errors import InvalidValueError
 from domain.index import UniqueKey
+from domain.permissions import Action, Resource
 from domain.values import key_id
 
 MAX_LIST = 20
 
 
 class CreateContact(Payload):
+    PERMIT = (Resource.CONTACT, Action.CREATE)
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(default="", max_length=100)
     emails: list[EmailStr] = Field(default=[], max_length=MAX_LIST)
@@ -42,6 +44,7 @@ class ContactChanges(Payload):
 
 
 class UpdateContact(ContactChanges):
+    PERMIT = (Resource.CONTACT, Action.EDIT)
     contact_id: UUID
 
 
@@ -50,6 +53,7 @@ class AccountLink(Payload):
 
 
 class LinkContactToAccount(AccountLink):
+    PERMIT = (Resource.CONTACT, Action.EDIT)
     contact_id: UUID
 
 
@@ -58,6 +62,7 @@ class ContactOwnerChange(Payload):
 
 
 class ReassignContact(ContactOwnerChange):
+    PERMIT = (Resource.CONTACT, Action.EDIT)
     contact_id: UUID
 
 
@@ -66,10 +71,12 @@ class TagBody(Payload):
 
 
 class TagContact(TagBody):
+    PERMIT = (Resource.CONTACT, Action.EDIT)
     contact_id: UUID
 
 
 class UntagContact(TagBody):
+    PERMIT = (Resource.CONTACT, Action.EDIT)
     contact_id: UUID
 
 
@@ -78,6 +85,7 @@ class LifecycleChange(Payload):
 
 
 class ChangeLifecycleStage(LifecycleChange):
+    PERMIT = (Resource.CONTACT, Action.EDIT)
     contact_id: UUID
 
 
@@ -134,6 +142,7 @@ def new_contact(cmd: CreateContact, owner_id: UUID, id: UUID | None = None) -> C
 
 def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
     owner_id = owner_or_actor(cmd.owner_id, ctx)
+    authorize(cmd, ctx, owner_id, None)
     check_user(crm, owner_id)
     check_account(crm, cmd.account_id)
     contact = new_contact(cmd, owner_id)
@@ -142,7 +151,7 @@ def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
 
 
 def update_contact(cmd: UpdateContact, crm: Crm, ctx: Context) -> Decision:
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     given = cmd.model_fields_set
     if "first_name" in given and cmd.first_name is None:
         raise InvalidValueError("a contact's first name cannot be cleared")
@@ -160,44 +169,45 @@ def update_contact(cmd: UpdateContact, crm: Crm, ctx: Context) -> Decision:
 
 
 def link_contact_to_account(cmd: LinkContactToAccount, crm: Crm, ctx: Context) -> Decision:
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     check_account(crm, cmd.account_id)
     contact.link_account(cmd.account_id)
     return Decision(contact)
 
 
 def reassign_contact(cmd: ReassignContact, crm: Crm, ctx: Context) -> Decision:
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
+    authorize(cmd, ctx, cmd.owner_id, contact.id)  # the new owner too
     check_user(crm, cmd.owner_id)
     contact.reassign(cmd.owner_id)
     return Decision(contact)
 
 
 def tag_contact(cmd: TagContact, crm: Crm, ctx: Context) -> Decision:
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     contact.tag(cmd.tag)
     return Decision(contact)
 
 
 def untag_contact(cmd: UntagContact, crm: Crm, ctx: Context) -> Decision:
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     contact.untag(cmd.tag)
     return Decision(contact)
 
 
 def change_lifecycle_stage(cmd: ChangeLifecycleStage, crm: Crm, ctx: Context) -> Decision:
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     contact.change_lifecycle_stage(cmd.stage)
     return Decision(contact)
 
 
 class RemoveContact(Removal):
+    PERMIT = (Resource.CONTACT, Action.REMOVE)
     contact_id: UUID
 
 
 def remove_contact(cmd: RemoveContact, crm: Crm, ctx: Context) -> Decision:
     """Remove the contact and free its e-mail addresses for other contacts, in one save."""
-    ctx.actor.check_can_remove()
-    contact = load_target(crm, Contact, cmd.contact_id, ctx)
+    contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     emails = contact.remove(cmd.reason)
     return Decision(contact, others=release_emails(crm, contact.id, emails))

@@ -6,14 +6,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from commands.persistence import Meta
+from domain.permissions import Action, Resource, check
 from domain.roles import Authority
+
+Permit = tuple[Resource, Action]
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -31,6 +34,12 @@ class Payload(BaseModel):
     """Base of every command and command body: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    #: What the permission table must allow for this command, checked against the
+    #: owner of every record it touches (:func:`authorize`); None for the commands on
+    #: users, which the level rules of ``domain/roles.py`` govern instead. Declared by
+    #: every command (``commands.handlers.PERMITS`` gathers them); a body has none.
+    PERMIT: ClassVar[Permit | None]
 
 
 class Removal(Payload):
@@ -88,3 +97,12 @@ class Receipt(BaseModel):
     created: dict[str, UUID] = {}
     replayed: bool = False
     shown_once: dict[str, Any] = {}
+
+
+def authorize(cmd: Payload, ctx: Context, owner_id: UUID | None, target: UUID | None) -> None:
+    """Refuse (:class:`domain.permissions.DeniedError`) unless the table lets the actor do
+    ``cmd``'s action to a record of its resource owned by ``owner_id``."""
+    permit = type(cmd).PERMIT
+    if permit is None:
+        raise TypeError(f"{type(cmd).__name__} is not governed by the permission table")
+    check(ctx.actor, permit[0], permit[1], owner_id, target)

@@ -11,11 +11,12 @@ from pydantic import Field
 
 from commands.accounts import owner_or_actor
 from commands.app import Crm
-from commands.context import Context, Decision, Payload, Removal
-from commands.loading import check_account, check_refs, check_user, load_ref, load_target
+from commands.context import Context, Decision, Payload, Removal, authorize
+from commands.loading import check_account, check_refs, check_user, load_permitted, load_ref
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.errors import InvalidValueError
+from domain.permissions import Action, Resource
 from domain.pipeline import Pipeline
 from domain.values import Money
 
@@ -38,6 +39,7 @@ Currency = Field(min_length=3, max_length=3, description="ISO 4217, e.g. EUR")
 
 
 class OpenDeal(Payload):
+    PERMIT = (Resource.DEAL, Action.CREATE)
     title: str = Field(min_length=1, max_length=200)
     amount: Decimal = Amount
     currency: str = Currency
@@ -54,6 +56,7 @@ class StageMove(Payload):
 
 
 class MoveDeal(StageMove):
+    PERMIT = (Resource.DEAL, Action.EDIT)
     deal_id: UUID
 
 
@@ -68,6 +71,7 @@ class DealChanges(Payload):
 
 
 class UpdateDeal(DealChanges):
+    PERMIT = (Resource.DEAL, Action.EDIT)
     deal_id: UUID
 
 
@@ -76,6 +80,7 @@ class DealOwnerChange(Payload):
 
 
 class ReassignDeal(DealOwnerChange):
+    PERMIT = (Resource.DEAL, Action.EDIT)
     deal_id: UUID
 
 
@@ -84,10 +89,12 @@ class Outcome(Payload):
 
 
 class WinDeal(Outcome):
+    PERMIT = (Resource.DEAL, Action.EDIT)
     deal_id: UUID
 
 
 class LoseDeal(Outcome):
+    PERMIT = (Resource.DEAL, Action.EDIT)
     deal_id: UUID
 
 
@@ -96,6 +103,7 @@ class Reopening(Payload):
 
 
 class ReopenDeal(Reopening):
+    PERMIT = (Resource.DEAL, Action.EDIT)
     deal_id: UUID
 
 
@@ -116,6 +124,7 @@ def new_deal(cmd: OpenDeal, owner_id: UUID, pipeline: Pipeline, id: UUID | None 
 
 def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
     owner_id = owner_or_actor(cmd.owner_id, ctx)
+    authorize(cmd, ctx, owner_id, None)
     check_user(crm, owner_id)
     check_account(crm, cmd.account_id)
     check_refs(crm, Contact, cmd.contact_ids)
@@ -125,13 +134,13 @@ def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
 
 
 def move_deal(cmd: MoveDeal, crm: Crm, ctx: Context) -> Decision:
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
     deal.move_to(cmd.stage, crm.load(Pipeline, deal.pipeline_id))
     return Decision(deal)
 
 
 def update_deal(cmd: UpdateDeal, crm: Crm, ctx: Context) -> Decision:
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
     given = cmd.model_fields_set
     if "title" in given:
         if cmd.title is None:
@@ -150,36 +159,37 @@ def update_deal(cmd: UpdateDeal, crm: Crm, ctx: Context) -> Decision:
 
 
 def reassign_deal(cmd: ReassignDeal, crm: Crm, ctx: Context) -> Decision:
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
+    authorize(cmd, ctx, cmd.owner_id, deal.id)  # the new owner too
     check_user(crm, cmd.owner_id)
     deal.reassign(cmd.owner_id)
     return Decision(deal)
 
 
 def win_deal(cmd: WinDeal, crm: Crm, ctx: Context) -> Decision:
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
     deal.win(cmd.reason)
     return Decision(deal)
 
 
 def lose_deal(cmd: LoseDeal, crm: Crm, ctx: Context) -> Decision:
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
     deal.lose(cmd.reason)
     return Decision(deal)
 
 
 def reopen_deal(cmd: ReopenDeal, crm: Crm, ctx: Context) -> Decision:
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
     deal.reopen(crm.load(Pipeline, deal.pipeline_id), cmd.stage)
     return Decision(deal)
 
 
 class RemoveDeal(Removal):
+    PERMIT = (Resource.DEAL, Action.REMOVE)
     deal_id: UUID
 
 
 def remove_deal(cmd: RemoveDeal, crm: Crm, ctx: Context) -> Decision:
-    ctx.actor.check_can_remove()
-    deal = load_target(crm, Deal, cmd.deal_id, ctx)
+    deal = load_permitted(crm, Deal, cmd.deal_id, cmd, ctx)
     deal.remove(cmd.reason)
     return Decision(deal)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from commands.accounts import RegisterAccount, new_account, owner_or_actor
 from commands.app import Crm
 from commands.contacts import CreateContact, claim_email_keys, new_contact
-from commands.context import Context
+from commands.context import Context, authorize
 from commands.deals import OpenDeal, new_deal
 from commands.import_store import ids_with_topics, load_many
 from commands.interactions import (
@@ -288,6 +288,7 @@ def build_account(row: Row, find: Lookup) -> list[Aggregate]:
     cmd = RegisterAccount.model_validate(
         {**data, "owner_id": owner_id, "parent_id": parent.id if parent else None}
     )
+    authorize(cmd, find.ctx, owner_id, row.id)  # the table, as for POST
     return [new_account(cmd, owner_id, parent, id=row.id)]
 
 
@@ -296,6 +297,7 @@ def build_contact(row: Row, find: Lookup) -> list[Aggregate]:
     owner_id = find.owner(data.pop("owner", None))
     account_id = find.account(data.pop("account", None))
     cmd = CreateContact.model_validate({**data, "owner_id": owner_id, "account_id": account_id})
+    authorize(cmd, find.ctx, owner_id, row.id)  # the table, as for POST
     contact = new_contact(cmd, owner_id, id=row.id)
     keys = claim_email_keys(lambda i: find.record(UniqueKey, i), contact.id, contact.emails)
     return [contact, *keys]
@@ -318,6 +320,7 @@ def build_deal(row: Row, find: Lookup) -> list[Aggregate]:
             "pipeline_id": pipeline.id,
         }
     )
+    authorize(cmd, find.ctx, owner_id, row.id)  # the table, as for POST
     return [new_deal(cmd, owner_id, pipeline, id=row.id)]
 
 
@@ -341,6 +344,7 @@ def build_interaction(row: Row, find: Lookup) -> list[Aggregate]:
             "deal_id": find.resolve("deal", text(deal, "deal")) if deal else None,
         }
     )
+    authorize(cmd, find.ctx, find.ctx.actor.user_id, row.id)
     return [new_interaction(cmd, find.ctx, id=row.id)]
 
 

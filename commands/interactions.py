@@ -8,13 +8,14 @@ from uuid import UUID
 from pydantic import Field
 
 from commands.app import Crm
-from commands.context import Context, Decision, Payload, UtcDatetime
-from commands.loading import check_refs, load_ref, load_target
+from commands.context import Context, Decision, Payload, UtcDatetime, authorize
+from commands.loading import check_refs, load_permitted, load_ref
 from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.errors import InvalidValueError
 from domain.interaction import CallOutcome, Interaction, InteractionKind
+from domain.permissions import Action, Resource
 from domain.values import Direction
 
 Text = Field(default="", max_length=100_000)
@@ -28,6 +29,7 @@ class LogInteraction(Payload):
     deal_id: UUID | None = None
 
     KIND: ClassVar[InteractionKind]
+    PERMIT = (Resource.INTERACTION, Action.CREATE)
 
     def details(self) -> dict[str, Any]:
         common = {"occurred_at", "contact_ids", "account_id", "deal_id"}
@@ -87,6 +89,7 @@ class Correction(Payload):
 
 
 class CorrectInteraction(Correction):
+    PERMIT = (Resource.INTERACTION, Action.EDIT)
     interaction_id: UUID
 
 
@@ -95,6 +98,7 @@ class Retraction(Payload):
 
 
 class RetractInteraction(Retraction):
+    PERMIT = (Resource.INTERACTION, Action.EDIT)
     interaction_id: UUID
 
 
@@ -124,13 +128,15 @@ def new_interaction(cmd: LogInteraction, ctx: Context, id: UUID | None = None) -
 
 
 def log_interaction(cmd: LogInteraction, crm: Crm, ctx: Context) -> Decision:
+    # An interaction is whoever logs it's: the actor's own.
+    authorize(cmd, ctx, ctx.actor.user_id, None)
     check_links(crm, cmd.contact_ids, cmd.account_id, cmd.deal_id)
     interaction = new_interaction(cmd, ctx)
     return Decision(interaction, created={"interaction_id": interaction.id})
 
 
 def correct_interaction(cmd: CorrectInteraction, crm: Crm, ctx: Context) -> Decision:
-    interaction = load_target(crm, Interaction, cmd.interaction_id, ctx)
+    interaction = load_permitted(crm, Interaction, cmd.interaction_id, cmd, ctx)
     changes = {
         field: getattr(cmd, field) for field in cmd.model_fields_set if field != "interaction_id"
     }
@@ -148,6 +154,6 @@ def correct_interaction(cmd: CorrectInteraction, crm: Crm, ctx: Context) -> Deci
 
 
 def retract_interaction(cmd: RetractInteraction, crm: Crm, ctx: Context) -> Decision:
-    interaction = load_target(crm, Interaction, cmd.interaction_id, ctx)
+    interaction = load_permitted(crm, Interaction, cmd.interaction_id, cmd, ctx)
     interaction.retract(cmd.reason)
     return Decision(interaction)

@@ -9,9 +9,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from commands.app import Crm
-from commands.context import Context
+from commands.context import Context, Payload, authorize
 from commands.errors import ConflictError, NotFoundError, UnknownReferenceError
 from domain.account import Account
+from domain.ownership import owner_of
 from domain.user import User
 from domain.values import Removable
 
@@ -27,6 +28,14 @@ def load_target(crm: Crm, cls: type[A], record_id: UUID, ctx: Context) -> A:
         raise ConflictError(
             f"expected version {ctx.expected_version}, but the record is at {aggregate.version}"
         )
+    return aggregate
+
+
+def load_permitted(crm: Crm, cls: type[A], record_id: UUID, cmd: Payload, ctx: Context) -> A:
+    """The record ``cmd`` changes (as :func:`load_target`), refused unless the permission
+    table lets the actor do ``cmd``'s action to a record of its owner."""
+    aggregate = load_target(crm, cls, record_id, ctx)
+    authorize(cmd, ctx, owner_of(aggregate), aggregate.id)
     return aggregate
 
 

@@ -31,6 +31,7 @@ from domain.contact import LifecycleStage
 from domain.deal import DealStatus
 from domain.errors import InvalidValueError
 from domain.interaction import CallOutcome, InteractionKind
+from domain.permissions import Action, Resource, Scope
 from domain.pipeline import Stage
 from domain.roles import Role
 from domain.task import RecordKind
@@ -156,6 +157,9 @@ STORED_ENUMS: tuple[type[Enum], ...] = (
     CallOutcome,
     Direction,
     RecordKind,
+    Resource,
+    Action,
+    Scope,
 )
 
 

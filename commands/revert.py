@@ -34,12 +34,30 @@ from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.interaction import Interaction
+from domain.ownership import owner_of
+from domain.permissions import (
+    Action,
+    DeniedError,
+    Resource,
+    Scope,
+    check,
+    scope_of,
+)
+from domain.roles import Authority
 from domain.values import Removable
 
 #: The records an import creates, in the order a revert removes them (what refers to
 #: others first: an interaction names deals and contacts, a deal an account).
 REVERTED: tuple[type[Aggregate], ...] = (Interaction, Deal, Contact, Account)
 _BY_TOPIC = {get_topic(cls): cls for cls in REVERTED}
+#: What taking a record back is, in the permission table: removing it, or for an
+#: interaction (which is never removed) retracting it, an edit.
+_PERMIT: dict[type[Aggregate], tuple[Resource, Action]] = {
+    Interaction: (Resource.INTERACTION, Action.EDIT),
+    Deal: (Resource.DEAL, Action.REMOVE),
+    Contact: (Resource.CONTACT, Action.REMOVE),
+    Account: (Resource.ACCOUNT, Action.REMOVE),
+}
 
 #: Events read per page while looking for the batch; records compensated per save.
 PAGE = 10_000
@@ -123,6 +141,20 @@ def find_batch(
     return created, list(changed)
 
 
+def check_may_revert(
+    crm: Crm, actor: Authority, created: dict[type[Aggregate], list[UUID]]
+) -> None:
+    """Refuse the whole revert, before anything is written, unless the table lets
+    ``actor`` take back every record the batch created (remove it, or retract it)."""
+    for cls, ids in created.items():
+        resource, action = _PERMIT[cls]
+        scope = scope_of(actor, resource, action)
+        if not ids or scope is Scope.ALL:
+            continue
+        for record_id in ids:
+            check(actor, resource, action, owner_of(crm.load(cls, record_id)), record_id)
+
+
 def _compensate(crm: Crm, cls: type[Aggregate], record_id: UUID, reason: str) -> list[Any]:
     """The aggregates changed to take one record back (empty: already done)."""
     record = crm.load(cls, record_id)
@@ -150,8 +182,12 @@ def revert_import(
 ) -> RevertReport:
     """Take back every record ``batch`` created (see the module); ``progress`` follows
     the scan of the log, ``compensating`` the records taken back."""
-    ctx.actor.check_can_remove()
+    if all(scope_of(ctx.actor, *permit) is Scope.NONE for permit in _PERMIT.values()):
+        raise DeniedError(
+            "your roles take back no imported record", Resource.ACCOUNT, Action.REMOVE
+        )
     created, changed = find_batch(crm, batch, progress)
+    check_may_revert(crm, ctx.actor, created)
     request_id = ctx.request_id or uuid.uuid4().hex
     report = RevertReport(
         batch=batch,

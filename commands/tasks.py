@@ -9,12 +9,13 @@ from pydantic import Field
 
 from commands.accounts import owner_or_actor
 from commands.app import Crm
-from commands.context import Context, Decision, Payload, UtcDatetime
-from commands.loading import check_user, load_ref, load_target
+from commands.context import Context, Decision, Payload, UtcDatetime, authorize
+from commands.loading import check_user, load_permitted, load_ref
 from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
 from domain.errors import InvalidValueError
+from domain.permissions import Action, Resource
 from domain.task import RecordKind, Task
 
 LINKABLE: dict[RecordKind, type[Aggregate]] = {
@@ -25,6 +26,7 @@ LINKABLE: dict[RecordKind, type[Aggregate]] = {
 
 
 class CreateTask(Payload):
+    PERMIT = (Resource.TASK, Action.CREATE)
     title: str = Field(min_length=1, max_length=500)
     due_at: UtcDatetime | None = None
     assignee_id: UUID | None = Field(default=None, description="defaults to the acting user")
@@ -38,6 +40,7 @@ class TaskChanges(Payload):
 
 
 class UpdateTask(TaskChanges):
+    PERMIT = (Resource.TASK, Action.EDIT)
     task_id: UUID
 
 
@@ -46,19 +49,23 @@ class Assignment(Payload):
 
 
 class AssignTask(Assignment):
+    PERMIT = (Resource.TASK, Action.EDIT)
     task_id: UUID
 
 
 class CompleteTask(Payload):
+    PERMIT = (Resource.TASK, Action.EDIT)
     task_id: UUID
 
 
 class ReopenTask(Payload):
+    PERMIT = (Resource.TASK, Action.EDIT)
     task_id: UUID
 
 
 def create_task(cmd: CreateTask, crm: Crm, ctx: Context) -> Decision:
     assignee_id = owner_or_actor(cmd.assignee_id, ctx)
+    authorize(cmd, ctx, assignee_id, None)
     check_user(crm, assignee_id)
     if cmd.linked_kind is not None and cmd.linked_id is not None:
         load_ref(crm, LINKABLE[cmd.linked_kind], cmd.linked_id)
@@ -74,7 +81,7 @@ def create_task(cmd: CreateTask, crm: Crm, ctx: Context) -> Decision:
 
 
 def update_task(cmd: UpdateTask, crm: Crm, ctx: Context) -> Decision:
-    task = load_target(crm, Task, cmd.task_id, ctx)
+    task = load_permitted(crm, Task, cmd.task_id, cmd, ctx)
     given = cmd.model_fields_set
     if "title" in given:
         if cmd.title is None:
@@ -86,19 +93,20 @@ def update_task(cmd: UpdateTask, crm: Crm, ctx: Context) -> Decision:
 
 
 def assign_task(cmd: AssignTask, crm: Crm, ctx: Context) -> Decision:
-    task = load_target(crm, Task, cmd.task_id, ctx)
+    task = load_permitted(crm, Task, cmd.task_id, cmd, ctx)
+    authorize(cmd, ctx, cmd.assignee_id, task.id)  # the new assignee too
     check_user(crm, cmd.assignee_id)
     task.reassign(cmd.assignee_id)
     return Decision(task)
 
 
 def complete_task(cmd: CompleteTask, crm: Crm, ctx: Context) -> Decision:
-    task = load_target(crm, Task, cmd.task_id, ctx)
+    task = load_permitted(crm, Task, cmd.task_id, cmd, ctx)
     task.complete(ctx.actor.user_id)
     return Decision(task)
 
 
 def reopen_task(cmd: ReopenTask, crm: Crm, ctx: Context) -> Decision:
-    task = load_target(crm, Task, cmd.task_id, ctx)
+    task = load_permitted(crm, Task, cmd.task_id, cmd, ctx)
     task.reopen(ctx.actor.user_id)
     return Decision(task)

@@ -45,6 +45,12 @@ def token_id_of(token: str) -> UUID | None:
     return UUID(match[2]) if match else None
 
 
+def user_id_of(token: str) -> UUID | None:
+    """The user id a well-formed token names (not a proof that it is valid)."""
+    match = _TOKEN.match(token)
+    return UUID(match[1]) if match else None
+
+
 def authenticate(crm: Crm, token: str) -> User:
     """The active user a token belongs to, or :class:`UnauthenticatedError`."""
     match = _TOKEN.match(token)

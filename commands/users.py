@@ -13,6 +13,7 @@ from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import load_ref, load_target
 from commands.tokens import NewToken, new_token
+from domain.custom_role import CustomRole
 from domain.index import UniqueKey
 from domain.roles import Authority, Role
 from domain.user import OwnerRoster, Team, User, roster_id, team_id
@@ -22,6 +23,8 @@ USER_EMAIL_SCOPE = "user-emails"
 
 
 class InviteUser(Payload):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     email: EmailStr
     name: str = Field(min_length=1, max_length=200)
     role: Role
@@ -33,14 +36,20 @@ class RoleBody(Payload):
 
 
 class GrantRole(RoleBody):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
 class RevokeRole(RoleBody):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
 class DeactivateUser(Payload):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
@@ -50,6 +59,8 @@ class ManagerBody(Payload):
 
 
 class AssignManager(ManagerBody):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
@@ -60,6 +71,8 @@ class TokenRequest(Payload):
 
 
 class IssueToken(TokenRequest):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
 
 
@@ -71,11 +84,16 @@ class RotationRequest(Payload):
 class RotateToken(RotationRequest):
     """Issue a new token and revoke ``token_id`` in one change."""
 
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
+
     user_id: UUID
     token_id: UUID
 
 
 class RevokeToken(Payload):
+    #: Governed by the level rules (domain/roles.py), not the permission table.
+    PERMIT = None
     user_id: UUID
     token_id: UUID
 
@@ -140,8 +158,12 @@ def reports_of(crm: Crm, manager_id: UUID) -> frozenset[UUID]:
 
 
 def authority_of(crm: Crm, user: User) -> Authority:
-    """What ``user`` may do now: their roles, and their team for the permission table."""
-    return Authority(user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id))
+    """What ``user`` may do now: their roles, the grants of their custom roles, and their
+    team, for the permission table."""
+    custom = tuple(crm.load(CustomRole, UUID(role_id)).grants for role_id in user.custom_roles)
+    return Authority(
+        user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id), custom_grants=custom
+    )
 
 
 def assign_manager(cmd: AssignManager, crm: Crm, ctx: Context) -> Decision:

@@ -28,7 +28,7 @@ OWNERSHIP: dict[type[Aggregate], tuple[Resource, str | None]] = {
 }
 
 
-def owner_of(record: Aggregate) -> tuple[Resource, UUID | None] | None:
+def ownership_of(record: Aggregate) -> tuple[Resource, UUID | None] | None:
     """The record's resource and owner; ``None`` for a kind the table does not cover."""
     for cls, (resource, attribute) in OWNERSHIP.items():
         if isinstance(record, cls):
@@ -37,11 +37,18 @@ def owner_of(record: Aggregate) -> tuple[Resource, UUID | None] | None:
     return None
 
 
+def owner_of(record: Aggregate) -> UUID | None:
+    """Whose the record is; None for one nobody owns (a pipeline, which only an ``all``
+    scope reaches) or of a kind the table does not cover."""
+    owned = ownership_of(record)
+    return owned[1] if owned else None
+
+
 def check_readable(actor: Authority, record: Aggregate) -> None:
     """Refuse (403) a record outside the caller's read scope. Its past follows the record
     as it is now: whoever may read it now reads its versions and history, and nobody
     else (whoever owned it then)."""
-    owned = owner_of(record)
+    owned = ownership_of(record)
     if owned is not None:
         resource, owner = owned
         check(actor, resource, Action.READ, owner, target=record.id)

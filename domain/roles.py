@@ -47,9 +47,6 @@ _LEVELS = {
 
 SYSTEM_LEVEL = 1_000
 
-#: The lowest role that may remove records for good.
-REMOVE_ROLE = Role.MANAGER
-
 
 class EscalationError(NotPermittedError):
     """Raised when a user tries to hand out or take away power they do not hold above."""
@@ -61,6 +58,15 @@ class SelfRoleChangeError(EscalationError):
 
 class ReadOnlyError(NotPermittedError):
     """Raised when a read-only user (an Auditor) tries to change anything."""
+
+
+def _writes(role_grants: Mapping[Any, Mapping[Any, Any]]) -> bool:
+    """Whether grants in the table's shape reach any record for an action but reading."""
+    return any(
+        getattr(action, "value", action) != "read" and getattr(scope, "value", scope) != "none"
+        for actions in role_grants.values()
+        for action, scope in actions.items()
+    )
 
 
 def level_of(roles: frozenset[Role]) -> int:
@@ -94,7 +100,19 @@ class Authority:
 
     @property
     def read_only(self) -> bool:
-        return not self.is_system and all(role.read_only for role in self.roles)
+        """Whether the actor may change nothing: no built-in role that writes, and no custom
+        role that grants more than reading."""
+        return (
+            not self.is_system
+            and all(role.read_only for role in self.roles)
+            and not any(_writes(role_grants) for role_grants in self.custom_grants)
+        )
+
+    def check_can_assign_level(self, level: int, name: str) -> None:
+        """Refuse unless a (custom) role at ``level`` sits strictly below this actor."""
+        self.check_can_write()
+        if level >= self.grant_level:
+            raise EscalationError(f"only users above the level of {name!r} may grant or revoke it")
 
     def check_can_see_access(self) -> None:
         """Who could read or change a record, at any moment, is for Owners and Auditors:
@@ -108,26 +126,17 @@ class Authority:
                 "read-only users (Auditors, or users without a role) change nothing"
             )
 
-    def check_at_least(self, role: Role) -> None:
-        self.check_can_write()
-        if self.grant_level < role.level:
-            raise NotPermittedError(f"this needs the {role.value} role or higher")
-
-    def check_can_remove(self) -> None:
-        """Removing a record for good (or reverting an import) is for Managers and above;
-        Sales Reps archive, close or retract instead."""
-        self.check_at_least(REMOVE_ROLE)
-
     def check_can_assign(self, role: Role) -> None:
         """Refuse unless ``role`` sits strictly below this actor's own level."""
         self.check_can_write()
         if role.level >= self.grant_level:
             raise EscalationError(f"only users above {role.value} may grant or revoke it")
 
-    def check_can_manage(self, user_id: UUID, user_roles: frozenset[Role]) -> None:
-        """Refuse unless the target user sits strictly below this actor and is not them."""
+    def check_can_manage(self, user_id: UUID, user_level: int) -> None:
+        """Refuse unless the target user (at ``user_level``: the highest of their roles,
+        built-in or custom) sits strictly below this actor and is not them."""
         self.check_can_write()
         if user_id == self.user_id:
             raise SelfRoleChangeError("nobody changes their own roles or deactivates themselves")
-        if level_of(user_roles) >= self.grant_level:
+        if user_level >= self.grant_level:
             raise EscalationError("only users above a user's level may manage them")

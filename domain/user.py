@@ -8,8 +8,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.custom_role import CustomRole
 from domain.errors import InvalidValueError, StateConflictError
-from domain.roles import Authority, Role
+from domain.roles import Authority, Role, level_of
 from domain.values import check_name, key_id, normalize_email
 
 
@@ -73,6 +74,16 @@ class User(Aggregate):
     class TokenRevoked(Aggregate.Event):
         token_id: UUID
 
+    class CustomRoleGranted(Aggregate.Event):
+        role_id: UUID
+        #: The role's level (a custom role's level never changes): it protects the user.
+        level: int
+        granted_by: UUID | None
+
+    class CustomRoleRevoked(Aggregate.Event):
+        role_id: UUID
+        revoked_by: UUID | None
+
     class ManagerChanged(Aggregate.Event):
         manager_id: UUID | None
         previous: UUID | None
@@ -110,13 +121,50 @@ class User(Aggregate):
     def authority(self) -> Authority:
         return Authority(user_id=self.id, roles=self.role_set)
 
+    @property
+    def custom_roles(self) -> dict[str, int]:
+        """Custom role id (its ``str``) -> its level, for the custom roles held (a copy).
+        Kept in the instance's own dict, so snapshots taken before custom roles existed
+        still load, and only once one is granted, so reading changes nothing."""
+        held: dict[str, int] = self.__dict__.get("custom_role_levels", {})
+        return dict(held)
+
+    @property
+    def level(self) -> int:
+        """The level that protects the user: the highest of their roles, custom ones too."""
+        return max(level_of(self.role_set), *self.custom_roles.values(), 0)
+
+    def grant_custom_role(self, role: CustomRole, by: Authority) -> None:
+        self.check_active()
+        by.check_can_manage(self.id, self.level)
+        by.check_can_assign_level(role.level, role.name)
+        if str(role.id) in self.custom_roles:
+            raise RoleAlreadyHeldError(f"user already holds the custom role {role.name!r}")
+        self._grant_custom(role_id=role.id, level=role.level, granted_by=by.user_id)
+
+    @event(CustomRoleGranted)
+    def _grant_custom(self, role_id: UUID, level: int, granted_by: UUID | None) -> None:
+        self.__dict__.setdefault("custom_role_levels", {})[str(role_id)] = level
+
+    def revoke_custom_role(self, role: CustomRole, by: Authority) -> None:
+        self.check_active()
+        by.check_can_manage(self.id, self.level)
+        by.check_can_assign_level(role.level, role.name)
+        if str(role.id) not in self.custom_roles:
+            raise RoleNotHeldError(f"user does not hold the custom role {role.name!r}")
+        self._revoke_custom(role_id=role.id, revoked_by=by.user_id)
+
+    @event(CustomRoleRevoked)
+    def _revoke_custom(self, role_id: UUID, revoked_by: UUID | None) -> None:
+        del self.__dict__["custom_role_levels"][str(role_id)]
+
     def check_active(self) -> None:
         if not self.active:
             raise UserDeactivatedError(f"user {self.id} is deactivated")
 
     def grant_role(self, role: Role, by: Authority, owners: OwnerRoster) -> None:
         self.check_active()
-        by.check_can_manage(self.id, self.role_set)
+        by.check_can_manage(self.id, self.level)
         by.check_can_assign(role)
         if role in self.roles:
             raise RoleAlreadyHeldError(f"user already holds the {role.value} role")
@@ -130,7 +178,7 @@ class User(Aggregate):
 
     def revoke_role(self, role: Role, by: Authority, owners: OwnerRoster) -> None:
         self.check_active()
-        by.check_can_manage(self.id, self.role_set)
+        by.check_can_manage(self.id, self.level)
         by.check_can_assign(role)
         if role not in self.roles:
             raise RoleNotHeldError(f"user does not hold the {role.value} role")
@@ -144,7 +192,7 @@ class User(Aggregate):
 
     def deactivate(self, by: Authority, owners: OwnerRoster) -> None:
         self.check_active()
-        by.check_can_manage(self.id, self.role_set)
+        by.check_can_manage(self.id, self.level)
         if Role.OWNER in self.roles:
             owners.remove(self.id)
         self._deactivate(deactivated_by=by.user_id)
@@ -160,7 +208,7 @@ class User(Aggregate):
         who report to this one, however indirectly: none of them may become their manager.
         Only someone above the user sets their line."""
         self.check_active()
-        by.check_can_manage(self.id, self.role_set)
+        by.check_can_manage(self.id, self.level)
         manager_id = None
         if manager is not None:
             manager.check_active()
@@ -181,7 +229,7 @@ class User(Aggregate):
     def check_can_handle_tokens(self, by: Authority) -> None:
         """A user handles their own tokens; otherwise only someone above them may."""
         if by.user_id != self.id:
-            by.check_can_manage(self.id, self.role_set)
+            by.check_can_manage(self.id, self.level)
 
     def issue_token(
         self,

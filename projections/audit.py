@@ -26,6 +26,8 @@ SET_CHANGES: dict[str, tuple[str, str, bool]] = {
     "User.RoleRevoked": ("role", "roles", False),
     "User.TokenIssued": ("token_id", "token_ids", True),
     "User.TokenRevoked": ("token_id", "token_ids", False),
+    "User.CustomRoleGranted": ("role_id", "custom_role_ids", True),
+    "User.CustomRoleRevoked": ("role_id", "custom_role_ids", False),
     "Contact.Tagged": ("tag", "tags", True),
     "Contact.Untagged": ("tag", "tags", False),
 }

@@ -1,17 +1,19 @@
 """Who could read or change a record at a moment, answered from the users' own events
-(invitations, roles granted and revoked, tokens issued and revoked, deactivations).
+(invitations, roles granted and revoked, reporting lines, tokens issued and revoked,
+deactivations).
 
 Each user is taken as recorded by the moment (:func:`replay.records.record_as_of`) and
-judged by the checks the write side runs on every command (``domain/roles.py``), so the
-answer cannot drift from what the CRM enforced:
+judged by the rules the write side runs on every command, so the answer cannot drift
+from what the CRM enforced:
 
 - acting at all takes an active user with a token (``commands/tokens.authenticate``);
-- every user who can act reads every record (scoped reads come with the permission model
-  of the security issue, and this module with them);
-- changing a record takes a role that may write (``Authority.check_can_write``: not an
-  Auditor alone); a pipeline needs Admin or above (``check_at_least``); a user record
-  needs a level above the user's own, and nobody changes their own roles
-  (``check_can_manage``).
+- reading and changing an account, contact, deal, interaction, task or pipeline is what
+  the permission table (``domain/permissions.py``) gives the user's roles at the moment
+  for the record's owner then: ``read`` to read it, ``edit`` to change it; the ``team``
+  scope reaches the users who reported to them, however indirectly, at the moment;
+- custom roles count with the grants they gave at the moment;
+- a user record is read by every user; changing it needs a level above the user's own,
+  and nobody changes their own roles (``check_can_manage``).
 """
 
 from __future__ import annotations
@@ -25,14 +27,32 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import get_topic
 
+from domain.account import Account
+from domain.contact import Contact
+from domain.custom_role import CustomRole
+from domain.deal import Deal
 from domain.errors import NotPermittedError
+from domain.interaction import Interaction
+from domain.ownership import owner_of
+from domain.permissions import Action, Grants, Resource, check
 from domain.pipeline import Pipeline
-from domain.roles import Role
+from domain.roles import Authority, Role
+from domain.task import Task
 from domain.user import User
 from replay.records import RecordNotFoundError, Records, kind_name, record_as_of
 
 #: Users are listed from their invitations, this many notifications a read.
 PAGE = 1_000
+
+#: The row of the permission table each kind of record is judged by (users: levels).
+RESOURCES: dict[type[Aggregate], Resource] = {
+    Account: Resource.ACCOUNT,
+    Contact: Resource.CONTACT,
+    Deal: Resource.DEAL,
+    Interaction: Resource.INTERACTION,
+    Task: Resource.TASK,
+    Pipeline: Resource.PIPELINE,
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +96,13 @@ def access_as_of(
         if error.moment is None:
             raise
         record = None  # it came later: nobody could touch it then
-    owner_id = _owner_of(record)
-    users = [_judge(user, cls, record, owner_id, moment) for user in _users_as_of(crm, moment)]
+    owner_id = owner_of(record) if record is not None else None
+    everyone = list(_users_as_of(crm, moment))
+    teams = _teams(everyone)
+    users = [
+        _judge(user, teams, _custom_grants(crm, user, moment), cls, record, owner_id, moment)
+        for user in everyone
+    ]
     users.sort(key=lambda u: (not u.could_change, not u.could_read, u.email))
     return AccessReport(
         kind=kind_name(cls),
@@ -91,15 +116,22 @@ def access_as_of(
 
 def _judge(
     user: User,
+    teams: dict[UUID, frozenset[UUID]],
+    custom_grants: tuple[Grants, ...],
     cls: type[Aggregate],
     record: Aggregate | None,
     owner_id: UUID | None,
     moment: datetime,
 ) -> UserAccess:
-    authority = user.authority
+    authority = Authority(
+        user_id=user.id,
+        roles=user.role_set,
+        team=teams.get(user.id, frozenset()),
+        custom_grants=custom_grants,
+    )
     reason: str | None = None
+    could_read = False
     live = user.live_tokens(moment)
-    could_act = user.active and bool(live)
     if record is None:
         reason = "the record did not exist yet"
     elif not user.active:
@@ -107,12 +139,14 @@ def _judge(
     elif not live:
         reason = "held no token"  # none issued, or every one revoked or expired
     else:
+        resource = RESOURCES.get(cls)
+        could_read = resource is None or _allowed(authority, resource, Action.READ, owner_id)
         try:
-            authority.check_can_write()
-            if cls is Pipeline:
-                authority.check_at_least(Role.ADMIN)
-            if isinstance(record, User):
-                authority.check_can_manage(record.id, record.role_set)
+            if resource is None:
+                assert isinstance(record, User)
+                authority.check_can_manage(record.id, record.level)
+            else:
+                check(authority, resource, Action.EDIT, owner_id, record.id)
         except NotPermittedError as refused:
             reason = str(refused)
     return UserAccess(
@@ -122,16 +156,47 @@ def _judge(
         roles=list(user.roles),
         active=user.active,
         tokens=len(live),
-        could_read=could_act and record is not None,
+        could_read=could_read,
         could_change=reason is None,
         reason=reason,
         owner=owner_id is not None and owner_id == user.id,
     )
 
 
-def _owner_of(record: Aggregate | None) -> UUID | None:
-    owner = getattr(record, "owner_id", None) or getattr(record, "assignee_id", None)
-    return owner if isinstance(owner, UUID) else None
+def _allowed(authority: Authority, resource: Resource, action: Action, owner: UUID | None) -> bool:
+    try:
+        check(authority, resource, action, owner)
+    except NotPermittedError:
+        return False
+    return True
+
+
+def _custom_grants(crm: Records, user: User, moment: datetime) -> tuple[Grants, ...]:
+    """The grants of the custom roles the user held at the moment (a custom role never
+    changes once defined)."""
+    return tuple(
+        record_as_of(crm, CustomRole, UUID(role_id), moment=moment).grants
+        for role_id in user.custom_roles
+    )
+
+
+def _teams(users: list[User]) -> dict[UUID, frozenset[UUID]]:
+    """Everyone who reported to each user, however indirectly, as the users stood."""
+    direct: dict[UUID, set[UUID]] = {}
+    for user in users:
+        if user.manager_id is not None:
+            direct.setdefault(user.manager_id, set()).add(user.id)
+    teams: dict[UUID, frozenset[UUID]] = {}
+    for manager in direct:
+        found: set[UUID] = set()
+        waiting = [manager]
+        while waiting:
+            for member in direct.get(waiting.pop(), ()):
+                if member not in found and member != manager:
+                    found.add(member)
+                    waiting.append(member)
+        teams[manager] = frozenset(found)
+    return teams
 
 
 def _users_as_of(crm: Records, moment: datetime) -> Iterator[User]:

@@ -13,7 +13,7 @@ from projections import audit
 
 router = APIRouter()
 
-Kind = Literal["account", "contact", "pipeline", "deal", "interaction", "task", "user"]
+Kind = Literal["account", "contact", "pipeline", "deal", "interaction", "task", "user", "denial"]
 
 
 class AuditEntry(BaseModel):

@@ -8,6 +8,7 @@ from api.deps import AuthorityDep, ContextDep, CrmDep, UserDep
 from api.routes.common import NO_FIELDS, HistoryQueryDep, PointInTimeDep, read, read_history, run
 from api.schemas import HistoryPagePublic, UserPublic
 from commands.context import Receipt
+from commands.roles import CustomRoleBody, GrantCustomRole, RevokeCustomRole
 from commands.users import (
     AssignManager,
     DeactivateUser,
@@ -69,6 +70,22 @@ def revoke_role(
     user_id: UUID, role: Role, crm: CrmDep, ctx: ContextDep, response: Response
 ) -> Receipt:
     return run(crm, RevokeRole(user_id=user_id, role=role), ctx, response)
+
+
+@router.post("/{user_id}/custom-roles")
+def grant_custom_role(
+    user_id: UUID, body: CustomRoleBody, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """Grant a custom role (``POST /roles``): only someone above both the user and the
+    role's level may."""
+    return run(crm, GrantCustomRole(user_id=user_id, **body.model_dump()), ctx, response)
+
+
+@router.delete("/{user_id}/custom-roles/{role_id}", dependencies=NO_FIELDS)
+def revoke_custom_role(
+    user_id: UUID, role_id: UUID, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    return run(crm, RevokeCustomRole(user_id=user_id, role_id=role_id), ctx, response)
 
 
 @router.post("/{user_id}/deactivation", dependencies=NO_FIELDS)

@@ -47,7 +47,7 @@ from commands.contacts import CreateContact, UpdateContact
 from commands.context import Context, Payload, Receipt
 from commands.deals import LoseDeal, MoveDeal, OpenDeal, ReopenDeal, UpdateDeal, WinDeal
 from commands.errors import CommandError
-from commands.handlers import execute
+from commands.handlers import PERMITS, execute
 from commands.interactions import (
     CorrectInteraction,
     LogCall,
@@ -78,6 +78,8 @@ from domain.interaction import (
     InteractionKind,
     InteractionRetractedError,
 )
+from domain.ownership import owner_of
+from domain.permissions import Action, DeniedError, Resource, may
 from domain.pipeline import DuplicateStageNameError, Pipeline, UnknownStageError
 from domain.roles import Authority, EscalationError, ReadOnlyError, Role, SelfRoleChangeError
 from domain.task import RecordKind, Task, TaskCompletedError, TaskNotCompletedError
@@ -341,6 +343,8 @@ class CrmMachine(RuleBasedStateMachine):
         nothing) exactly when ``refusals`` is not empty."""
         if not actor.is_system and all(role is Role.AUDITOR for role in actor.roles):
             refusals = [*refusals, ReadOnlyError]
+        if self.table_denies(command, actor):
+            refusals = [*refusals, DeniedError]
         reasons = [r.__name__ for r in refusals]
         before = self.crm.position()
         touched = len(self.crm.touched)
@@ -355,6 +359,26 @@ class CrmMachine(RuleBasedStateMachine):
         assert not refusals, f"{command!r} was carried out, though {reasons}"
         assert receipt.position == self.crm.position() >= before
         return receipt
+
+    def table_denies(self, command: Payload, actor: Authority) -> bool:
+        """Whether the permission table refuses ``actor`` the command, for the owner of
+        its record (and, for a reassignment, the new owner)."""
+        permit = PERMITS[type(command)]
+        if permit is None:
+            return False
+        resource, action = permit
+        new_owner = getattr(command, "owner_id", None) or getattr(command, "assignee_id", None)
+        if action is Action.CREATE:
+            if resource is Resource.INTERACTION:
+                new_owner = actor.user_id
+            owners = [new_owner or actor.user_id] if resource is not Resource.PIPELINE else [None]
+        else:
+            target = getattr(command, f"{resource.value}_id")
+            record = self.crm.live.get(target)
+            owners = [owner_of(record) if record is not None else None]
+            if new_owner is not None:
+                owners.append(new_owner)
+        return not all(may(actor, resource, action, owner) for owner in owners)
 
     def attempt(self, command: Payload, ctx: Context) -> Receipt | DomainError | CommandError:
         try:

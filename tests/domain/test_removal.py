@@ -12,6 +12,7 @@ from domain.account import Account, AccountRemovedError
 from domain.contact import Contact, ContactRemovedError, LifecycleStage
 from domain.deal import Deal, DealRemovedError
 from domain.errors import InvalidValueError, NotPermittedError, RecordRemovedError
+from domain.permissions import Action, Resource, check
 from domain.pipeline import Pipeline
 from domain.roles import Authority, Role
 from domain.values import Money
@@ -130,10 +131,11 @@ def test_a_reason_is_at_most_a_thousand_characters() -> None:
         (Role.OWNER, True),
     ],
 )
-def test_managers_and_above_may_remove(role: Role, allowed: bool) -> None:
+def test_managers_and_above_may_remove_their_own(role: Role, allowed: bool) -> None:
     authority = Authority(uuid4(), frozenset({role}))
-    if allowed:
-        authority.check_can_remove()
-    else:
-        with pytest.raises(NotPermittedError):
-            authority.check_can_remove()
+    for resource in (Resource.ACCOUNT, Resource.CONTACT, Resource.DEAL):
+        if allowed:
+            check(authority, resource, Action.REMOVE, authority.user_id)
+        else:
+            with pytest.raises(NotPermittedError):
+                check(authority, resource, Action.REMOVE, authority.user_id)

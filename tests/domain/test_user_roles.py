@@ -497,18 +497,6 @@ def test_a_token_label_has_at_most_a_hundred_characters(owners: OwnerRoster) -> 
 # --- authority ------------------------------------------------------------------
 
 
-def test_an_authority_needs_a_role_at_least_as_high_as_required(owners: OwnerRoster) -> None:
-    manager, rep, auditor = member(owners, MANAGER), member(owners, REP), member(owners, AUDITOR)
-
-    manager.authority.check_at_least(MANAGER)
-    manager.authority.check_at_least(REP)
-    SYSTEM.check_at_least(OWNER)
-    with pytest.raises(NotPermittedError, match="needs the manager role"):
-        rep.authority.check_at_least(MANAGER)
-    with pytest.raises(ReadOnlyError):
-        auditor.authority.check_at_least(REP)
-
-
 def test_the_levels_order_the_roles() -> None:
     assert [r.level for r in (OWNER, ADMIN, AUDITOR, SENIOR, MANAGER, REP)] == [
         50,

@@ -69,6 +69,7 @@ from commands.pipelines import (
     ReorderStages,
     StageSpec,
 )
+from commands.roles import CreateCustomRole, GrantCustomRole, RevokeCustomRole
 from commands.tasks import AssignTask, CompleteTask, CreateTask, ReopenTask, UpdateTask
 from commands.users import (
     AssignManager,
@@ -527,6 +528,7 @@ def users(s: Scenario) -> UUID:
                 "roles": c(None, []),
                 "active": c(None, True),
                 "token_ids": c(None, []),
+                "custom_role_ids": c(None, []),
             },
         ),
         ("User.RoleGranted", {"roles": c([], ["manager"])}),
@@ -547,10 +549,18 @@ def users(s: Scenario) -> UUID:
         User, RevokeTokenCommand(user_id=user, token_id=UUID(first_token)), user,
         "User.TokenRevoked",
     ) == {"token_ids": c([first_token, second_token], [second_token])}  # fmt: skip
-    manager, _ = s.do(User, InviteUser(email="cy@example.com", name="Cy", role=Role.MANAGER))
+    boss = str(s.actor.user.id)
     assert s.expect(
-        User, AssignManager(user_id=user, manager_id=manager), user, "User.ManagerChanged"
-    ) == {"manager_id": c(None, str(manager))}
+        User, AssignManager(user_id=user, manager_id=UUID(boss)), user, "User.ManagerChanged"
+    ) == {"manager_id": c(None, boss)}
+    spec = {"name": "Helper", "level": 5, "grants": {"deal": {"read": "own"}}}
+    role = str(execute(s.crm, CreateCustomRole.model_validate(spec), s.ctx()).id)
+    assert s.expect(
+        User, GrantCustomRole(user_id=user, role_id=UUID(role)), user, "User.CustomRoleGranted"
+    ) == {"custom_role_ids": c([], [role])}
+    assert s.expect(
+        User, RevokeCustomRole(user_id=user, role_id=UUID(role)), user, "User.CustomRoleRevoked"
+    ) == {"custom_role_ids": c([role], [])}
     assert s.expect(User, DeactivateUser(user_id=user), user, "User.Deactivated") == {
         "active": c(True, False),
         "token_ids": c([second_token], []),
