@@ -334,4 +334,4 @@ def main() -> None:
 
 
 # The modules below register their commands on ``app`` when imported.
-from api import cli_import, cli_relay, cli_replay, cli_revert  # noqa: E402, F401
+from api import cli_gdpr, cli_import, cli_relay, cli_replay, cli_revert  # noqa: E402, F401

@@ -10,10 +10,12 @@ from pydantic import EmailStr, Field
 from commands.accounts import owner_or_actor
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, Removal
+from commands.errors import ConflictError
 from commands.loading import check_account, check_user, load_target
 from domain.contact import EMAIL_SCOPE, Contact, LifecycleStage
 from domain.errors import InvalidValueError
 from domain.index import UniqueKey
+from domain.roles import Role
 from domain.values import key_id
 
 MAX_LIST = 20
@@ -200,4 +202,22 @@ def remove_contact(cmd: RemoveContact, crm: Crm, ctx: Context) -> Decision:
     ctx.actor.check_can_remove()
     contact = load_target(crm, Contact, cmd.contact_id, ctx)
     emails = contact.remove(cmd.reason)
+    return Decision(contact, others=release_emails(crm, contact.id, emails))
+
+
+class EraseContact(Removal):
+    contact_id: UUID
+
+
+def erase_contact(cmd: EraseContact, crm: Crm, ctx: Context) -> Decision:
+    """GDPR erasure (Owners and Admins): ``Contact.Erased`` is stored in the same
+    transaction that destroys the contact's data key (``commands/sealing.py``), with its
+    e-mail addresses freed; its snapshots go after. A removed contact can be erased."""
+    ctx.actor.check_at_least(Role.ADMIN)
+    contact = crm.load(Contact, cmd.contact_id)
+    if ctx.expected_version is not None and contact.version != ctx.expected_version:
+        raise ConflictError(
+            f"expected version {ctx.expected_version}, but the record is at {contact.version}"
+        )
+    emails = contact.erase(cmd.reason)
     return Decision(contact, others=release_emails(crm, contact.id, emails))

@@ -21,6 +21,7 @@ from commands.contacts import (
     ContactChanges,
     ContactOwnerChange,
     CreateContact,
+    EraseContact,
     LifecycleChange,
     LinkContactToAccount,
     ReassignContact,
@@ -111,3 +112,13 @@ def remove_contact(
     """Remove the contact for good (Managers and above): it leaves every current view and
     later commands on it are refused; its history and as-of reads still show it."""
     return run(crm, RemoveContact(contact_id=contact_id, reason=reason), ctx, response)
+
+
+@router.post("/{contact_id}/erasure")
+def erase_contact(
+    contact_id: UUID, reason: RemovalReasonDep, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """GDPR erasure (Owners and Admins): the contact's data key is destroyed with a
+    ``Contact.Erased`` event, so its personal fields read as ``[erased]`` everywhere from
+    then on (history, as-of reads, exports, rebuilds); later commands on it get 409."""
+    return run(crm, EraseContact(contact_id=contact_id, reason=reason), ctx, response)
