@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from api.cli_common import app, out, system_context
-from api.cli_records import parse_id, store
+from api.cli_records import dumps, parse_id, store
+from api.subject_access import subject_access
 from commands.contacts import EraseContact
 from commands.handlers import execute
+from replay.as_of import read_models_as_of
 
 
 @app.command("erase-contact")
@@ -27,3 +29,18 @@ def erase_contact(
     out.print(
         f"Erased contact {receipt.id} (version {receipt.version}, position {receipt.position})"
     )
+
+
+@app.command("subject-access")
+def subject_access_command(
+    contact_id: Annotated[str, typer.Argument(help="the contact's id")],
+) -> None:
+    """Everything held about a contact, as JSON (GDPR subject access); its audit rows
+    come from the audit log built from the store as it stands."""
+    with store() as crm:
+        audit_log = read_models_as_of(crm.recorder, crm.position(), ["audit"])
+        try:
+            document = subject_access(crm, parse_id(contact_id), audit_log.store.reader())
+        finally:
+            audit_log.store.close()
+    print(dumps(document))

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Response
 
 from api.deps import ContextDep, CrmDep, UserDep
+from api.reading import AuditReader
 from api.routes.common import (
     NO_FIELDS,
     HistoryQueryDep,
@@ -15,6 +17,7 @@ from api.routes.common import (
     run,
 )
 from api.schemas import ContactPublic, HistoryPagePublic
+from api.subject_access import subject_access
 from commands.contacts import (
     AccountLink,
     ChangeLifecycleStage,
@@ -33,6 +36,7 @@ from commands.contacts import (
 )
 from commands.context import Receipt
 from domain.contact import Contact
+from domain.roles import Role
 
 router = APIRouter()
 
@@ -122,3 +126,13 @@ def erase_contact(
     ``Contact.Erased`` event, so its personal fields read as ``[erased]`` everywhere from
     then on (history, as-of reads, exports, rebuilds); later commands on it get 409."""
     return run(crm, EraseContact(contact_id=contact_id, reason=reason), ctx, response)
+
+
+@router.get("/{contact_id}/subject-access")
+def contact_subject_access(
+    contact_id: UUID, crm: CrmDep, user: UserDep, audit_log: AuditReader
+) -> dict[str, Any]:
+    """GDPR subject access (Owners and Admins): everything held about the contact as
+    JSON — its state, full history, interactions, tasks, deals, account, audit rows."""
+    user.authority.check_at_least(Role.ADMIN)
+    return subject_access(crm, contact_id, audit_log)

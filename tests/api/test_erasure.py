@@ -199,3 +199,85 @@ def test_after_erasure_the_cli_shows_nothing_verify_passes_and_rebuild_works(
     scan = _crm(site, "sql", "SELECT * FROM audit_log", "--format", "json")
     _no_secret(scan)
     assert "[erased]" in scan
+
+
+def test_subject_access_gives_everything_held_about_the_contact(
+    api: httpx.Client, crm: Crm
+) -> None:
+    account = _ok(api.post("/accounts", json={"name": "Initech"}))
+    contact = _ok(
+        api.post(
+            "/contacts",
+            json={
+                "first_name": "Milton",
+                "last_name": "Waddams",
+                "emails": ["milton@initech.example"],
+                "account_id": account["id"],
+            },
+        )
+    )
+    other = _ok(api.post("/contacts", json={"first_name": "Bill"}))
+    _ok(api.patch(f"/contacts/{contact['id']}", json={"job_title": "Collator"}))
+    note = _ok(
+        api.post(
+            "/interactions/notes",
+            json={
+                "occurred_at": "2026-03-01T09:00:00Z",
+                "contact_ids": [contact["id"]],
+                "body": "Asked about the stapler",
+            },
+        )
+    )
+    _ok(
+        api.post(
+            "/interactions/notes",
+            json={"occurred_at": "2026-03-01T09:00:00Z", "contact_ids": [other["id"]], "body": "x"},
+        )
+    )
+    task = _ok(
+        api.post(
+            "/tasks",
+            json={
+                "title": "Return the stapler",
+                "linked_kind": "contact",
+                "linked_id": contact["id"],
+            },
+        )
+    )
+    stages = [{"name": "Lead", "probability": 10}]
+    pipeline = _ok(api.post("/pipelines", json={"name": "Sales", "stages": stages}))
+    deal = _ok(
+        api.post(
+            "/deals",
+            json={
+                "title": "Basement lease",
+                "amount": "10.00",
+                "currency": "EUR",
+                "pipeline_id": pipeline["id"],
+                "contact_ids": [contact["id"]],
+            },
+        )
+    )
+
+    response = api.get(
+        f"/contacts/{contact['id']}/subject-access", params={"min_position": deal["position"]}
+    )
+
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["contact"]["first_name"] == "Milton"
+    assert document["contact"]["job_title"] == "Collator"
+    assert document["erased"] is False
+    assert [e["action"] for e in document["history"]] == [
+        "Contact.Created",
+        "Contact.DetailsChanged",
+    ]
+    assert document["history"][1]["changes"]["job_title"] == {"before": None, "after": "Collator"}
+    assert [i["id"] for i in document["interactions"]] == [note["id"]]
+    assert [t["id"] for t in document["tasks"]] == [task["id"]]
+    assert [d["id"] for d in document["deals"]] == [deal["id"]]
+    assert document["account"]["name"] == "Initech"
+    assert [row["action"] for row in document["audit"]] == [
+        "Contact.Created",
+        "Contact.DetailsChanged",
+    ]
