@@ -93,12 +93,19 @@ ERASED_VALUES: dict[str, Any] = {
 
 
 def erase_changes(diff: dict[str, Any]) -> dict[str, Any]:
-    return {
-        field: {"before": ERASED_VALUES[field], "after": ERASED_VALUES[field]}
-        if field in ERASED_VALUES
-        else change
-        for field, change in diff.items()
-    }
+    """``diff`` as its event reads once the contact is erased, as a rebuild derives it:
+    personal values erased (a None stays None), and no change left where none shows."""
+    erased: dict[str, Any] = {}
+    for field, change in diff.items():
+        if field in ERASED_VALUES:
+            value = ERASED_VALUES[field]
+            before = None if change["before"] is None else value
+            after = None if change["after"] is None else value
+            if before != after:
+                erased[field] = {"before": before, "after": after}
+        else:
+            erased[field] = change
+    return erased
 
 
 def _changed_fields(data: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ appear nowhere — no read model table, no history or as-of response, no `crm ex
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -281,3 +282,28 @@ def test_subject_access_gives_everything_held_about_the_contact(
         "Contact.Created",
         "Contact.DetailsChanged",
     ]
+
+
+def test_crm_erase_contact_erases_and_subject_access_then_shows_nothing_personal(
+    erased: Erasure,
+) -> None:
+    site = erased.site
+    document = json.loads(_crm(site, "subject-access", erased.contact_id))
+    assert document["erased"] is True
+    assert document["contact"]["first_name"] == "[erased]"
+    _no_secret(json.dumps(document))
+    contact = _ok(
+        erased.api.post("/contacts", json={"first_name": "Zebulon", "phones": ["+44 7000 123987"]})
+    )
+    assert "Erased contact" in _crm(site, "erase-contact", contact["id"], "--reason", "asked")
+    _no_secret(_crm(site, "replay", "contact", contact["id"], "--version", "1"))
+    refused = subprocess.run(
+        ["crm", "erase-contact", contact["id"]],
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "erased" in refused.stdout + refused.stderr
