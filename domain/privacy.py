@@ -1,10 +1,12 @@
 """Crypto-shredding: a contact's personal fields sealed inside its stored events.
 
 Each contact (the *subject*) has a data key of its own (AES-256-GCM). The personal
-fields of an event about it are taken out of the stored state and sealed together as
-one box, bound by its associated data to the subject and the event's topic:
+fields of an event about it are taken out of the stored state (left in place as null)
+and sealed together as one box, bound by its associated data to the subject and the
+event's type:
 
-    {..., "_sealed_": {"subject": "<32 hex>", "box": "<base64 of nonce ‖ ciphertext>"}}
+    {"first_name": null, ..., "_sealed_": {"subject": "<32 hex>", "box": "<base64 of
+    nonce ‖ ciphertext>"}}
 
 Opening puts the fields back. Erasing the contact destroys its key: from then on every
 opening gives the fields' erased values (:data:`PERSONAL`), typed as the fields are,
@@ -90,7 +92,9 @@ def _aad(subject: str, topic: str) -> bytes:
 def seal(state: dict[str, Any], subject: str, topic: str, key: bytes) -> dict[str, Any]:
     """``state`` with its personal fields taken out and sealed with ``key``."""
     fields = PERSONAL[event_name(topic)]
-    personal = {name: state.pop(name) for name in fields if name in state}
+    personal = {name: state[name] for name in fields if name in state}
+    for name in personal:  # left in place, as null: opening keeps the fields' order
+        state[name] = None
     nonce = os.urandom(NONCE_BYTES)
     box = nonce + AESGCM(key).encrypt(nonce, orjson.dumps(personal), _aad(subject, topic))
     state[SEALED] = {"subject": UUID(subject).hex, "box": base64.b64encode(box).decode()}
@@ -107,7 +111,7 @@ def open_sealed(state: dict[str, Any], topic: str, key: bytes | None) -> dict[st
     envelope = state.pop(SEALED)
     fields = PERSONAL[event_name(topic)]
     if key is None:
-        state.update({name: _fresh(value) for name, value in fields.items()})
+        state.update({name: _fresh(value) for name, value in fields.items() if name in state})
         return state
     box = base64.b64decode(envelope["box"])
     try:
