@@ -36,7 +36,6 @@ from domain.privacy import (
 )
 
 ERASED_TOPIC = "domain.contact:Contact.Erased"
-CREATED_TOPIC = "domain.contact:Contact.Created"
 
 
 class ErasedSubjectError(IntegrityError):
