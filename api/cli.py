@@ -345,4 +345,11 @@ def main() -> None:
 
 
 # The modules below register their commands on ``app`` when imported.
-from api import cli_import, cli_permissions, cli_relay, cli_replay, cli_revert  # noqa: E402, F401
+from api import (  # noqa: E402, F401
+    cli_gdpr,
+    cli_import,
+    cli_permissions,
+    cli_relay,
+    cli_replay,
+    cli_revert,
+)

@@ -20,7 +20,10 @@ from eventsourcing.persistence import (
     Recording,
     Transcoder,
 )
+from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
 
 from commands.chain import ChainedPostgresApplicationRecorder, ChainedSQLiteApplicationRecorder
 from commands.errors import ConflictError, NotFoundError, StoreUnavailableError
@@ -151,6 +154,9 @@ class Crm(Application[UUID]):
             for domain_event, s, position in zip(processing.events, stored, positions, strict=True)
         ]
         self._snapshot(processing)
+        erased = [e.originator_id for e in processing.events if isinstance(e, Contact.Erased)]
+        if erased:
+            self.shred_snapshots(erased)
         for listener in self.commit_listeners:
             listener()
         return recordings
@@ -174,6 +180,29 @@ class Crm(Application[UUID]):
                 self.snapshots.put([Snapshot.take(aggregate)])
             except Exception:  # e.g. a concurrent snapshot of the same version
                 log.warning("no snapshot of %s v%d", record_id, aggregate.version, exc_info=True)
+
+    def shred_snapshots(self, record_ids: list[UUID]) -> None:
+        """Delete the snapshots of erased contacts (taken before contacts stopped getting
+        any): they hold the personal fields in plain. Also run by ``crm erase-contact``
+        again, should a crash have come between the erasure and this."""
+        if self.snapshots is None:
+            return
+        recorder = self.snapshots.recorder
+        try:
+            if isinstance(recorder, PostgresAggregateRecorder):
+                statement = SQL("DELETE FROM {}.{} WHERE originator_id = ANY(%s)").format(
+                    Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+                )
+                with recorder.datastore.transaction(commit=True) as cursor:
+                    cursor.execute(statement, (record_ids,))
+            elif isinstance(recorder, SQLiteAggregateRecorder):
+                with recorder.datastore.transaction(commit=True) as cursor:
+                    cursor.executemany(
+                        f"DELETE FROM {recorder.events_table_name} WHERE originator_id = ?",
+                        [(i.hex,) for i in record_ids],
+                    )
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError("the event store is unavailable") from error
 
     def load(self, cls: type[A], record_id: UUID, version: int | None = None) -> A:
         """The record of type ``cls``, or :class:`NotFoundError` (also for the wrong type)."""
@@ -201,10 +230,11 @@ class Crm(Application[UUID]):
             raise StoreUnavailableError("the event store is unavailable") from error
 
 
-#: The records that get snapshots (any record's stream can grow long).
+#: The records that get snapshots (any record's stream can grow long). Not contacts:
+#: a snapshot would hold a contact's personal fields in plain, outside its sealed events
+#: (``commands/sealing.py``); their histories are short.
 SNAPSHOTTED: tuple[type[Aggregate], ...] = (
     Account,
-    Contact,
     Deal,
     Interaction,
     Pipeline,

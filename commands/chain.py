@@ -23,17 +23,20 @@ Both recorders are selected by ``APPLICATION_RECORDER_TOPIC`` (``commands.app.st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from commands.sealing import KeyAccess, keys_table_name
 from domain.integrity import GENESIS, chain_table_name, digest_of, link_of
+from domain.privacy import may_carry_personal
 
 
 def chain_rows(
@@ -53,21 +56,86 @@ def chain_rows(
     return rows
 
 
-class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    """SQLite's recorder, writing the chain rows of every insert in its transaction."""
+class ChainedSQLiteApplicationRecorder(KeyAccess, SQLiteApplicationRecorder):
+    """SQLite's recorder, writing the chain rows of every insert in its transaction, and
+    sealing personal fields with keys of the same transaction (``commands/sealing.py``)."""
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name)
         self.chain_table_name = chain_table_name(self.events_table_name)
+        self.keys_table_name = keys_table_name(self.events_table_name)
         self.create_table_statements.append(
             f"CREATE TABLE IF NOT EXISTS {self.chain_table_name} ("
             "position INTEGER PRIMARY KEY, previous INTEGER NOT NULL, "
             "digest BLOB NOT NULL, link BLOB NOT NULL)"
         )
+        self.create_table_statements.append(
+            f"CREATE TABLE IF NOT EXISTS {self.keys_table_name} ("
+            "subject TEXT PRIMARY KEY, data_key BLOB)"
+        )
+
+    def select_keys(self, cursor: Any, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        found: dict[str, bytes | None] = {}
+        for start in range(0, len(subjects), 900):
+            chunk = subjects[start : start + 900]
+            cursor.execute(
+                f"SELECT subject, data_key FROM {self.keys_table_name} "
+                f"WHERE subject IN ({','.join('?' * len(chunk))})",
+                list(chunk),
+            )
+            found.update(
+                (row[0], None if row[1] is None else bytes(row[1])) for row in cursor.fetchall()
+            )
+        return found
+
+    def insert_keys(self, cursor: Any, keys: Mapping[str, bytes]) -> None:
+        cursor.executemany(
+            f"INSERT INTO {self.keys_table_name} (subject, data_key) VALUES (?, ?)",
+            list(keys.items()),
+        )
+
+    def destroy_keys(self, cursor: Any, subjects: Sequence[str]) -> None:
+        cursor.executemany(
+            f"INSERT INTO {self.keys_table_name} (subject, data_key) VALUES (?, NULL) "
+            "ON CONFLICT (subject) DO UPDATE SET data_key = NULL",
+            [(s,) for s in subjects],
+        )
+
+    def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        with self.datastore.transaction(commit=False) as cursor:
+            return self.select_keys(cursor, subjects)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        page = super().select_notifications(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return self.open_notifications(page)
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        events = super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        return self.open_events(events)
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        stored_events = self.seal_events(c, stored_events)
+        self.shred_erased(c, stored_events)
         positions = super()._insert_events(c, stored_events, **kwargs)
         if not stored_events or positions is None:
             return positions
@@ -85,9 +153,11 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         return positions
 
 
-class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+class ChainedPostgresApplicationRecorder(KeyAccess, PostgresApplicationRecorder):
     """PostgreSQL's recorder, writing the chain rows of every insert in its transaction,
-    while it holds the events table's lock."""
+    while it holds the events table's lock; sealing personal fields first
+    (``commands/sealing.py``: a key made for a new contact is committed just before its
+    events, and an erasure's key destroyed in the erasure's own transaction)."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -117,6 +187,84 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, table=Identifier(self.events_table_name))
+        self.keys_table_name = keys_table_name(self.events_table_name)
+        keys = Identifier(self.keys_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} "
+                "(subject text PRIMARY KEY, data_key bytea)"
+            ).format(schema=schema, table=keys)
+        )
+        self._select_keys = SQL(
+            "SELECT subject, data_key FROM {schema}.{table} WHERE subject = ANY(%s)"
+        ).format(schema=schema, table=keys)
+        self._insert_keys = SQL(
+            "INSERT INTO {schema}.{table} (subject, data_key) "
+            "SELECT * FROM unnest(%s::text[], %s::bytea[])"
+        ).format(schema=schema, table=keys)
+        self._destroy_keys = SQL(
+            "INSERT INTO {schema}.{table} (subject, data_key) "
+            "SELECT unnest(%s::text[]), NULL "
+            "ON CONFLICT (subject) DO UPDATE SET data_key = NULL"
+        ).format(schema=schema, table=keys)
+
+    def select_keys(self, cursor: Any, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        cursor.execute(self._select_keys, (list(subjects),))
+        return {
+            row["subject"]: None if row["data_key"] is None else bytes(row["data_key"])
+            for row in cursor.fetchall()
+        }
+
+    def insert_keys(self, cursor: Any, keys: Mapping[str, bytes]) -> None:
+        cursor.execute(self._insert_keys, (list(keys), list(keys.values())))
+
+    def destroy_keys(self, cursor: Any, subjects: Sequence[str]) -> None:
+        cursor.execute(self._destroy_keys, (list(subjects),))
+
+    def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        with self.datastore.transaction(commit=False) as cursor:
+            return self.select_keys(cursor, subjects)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        page = super().select_notifications(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return self.open_notifications(page)
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        events = super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        return self.open_events(events)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if any(may_carry_personal(e.topic) for e in stored_events):
+            with self.datastore.transaction(commit=True) as cursor:
+                stored_events = self.seal_events(cursor, stored_events)
+        positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        return positions
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # Inside the transaction that inserts the events (before the table's lock).
+        self.shred_erased(curs, stored_events)
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -10,6 +10,7 @@ from pydantic import EmailStr, Field
 from commands.accounts import owner_or_actor
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, Removal, authorize
+from commands.errors import ConflictError
 from commands.loading import check_account, check_user, load_permitted
 from domain.contact import EMAIL_SCOPE, Contact, LifecycleStage
 from domain.errors import InvalidValueError
@@ -210,4 +211,25 @@ def remove_contact(cmd: RemoveContact, crm: Crm, ctx: Context) -> Decision:
     """Remove the contact and free its e-mail addresses for other contacts, in one save."""
     contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
     emails = contact.remove(cmd.reason)
+    return Decision(contact, others=release_emails(crm, contact.id, emails))
+
+
+class EraseContact(Removal):
+    PERMIT = (Resource.CONTACT, Action.ERASE)
+
+    contact_id: UUID
+
+
+def erase_contact(cmd: EraseContact, crm: Crm, ctx: Context) -> Decision:
+    """GDPR erasure (the table's ``erase``: Owners and Admins): ``Contact.Erased`` is stored
+    in the same transaction that destroys the contact's data key (``commands/sealing.py``),
+    with its e-mail addresses freed; its snapshots go after. A removed contact can be
+    erased."""
+    contact = crm.load(Contact, cmd.contact_id)
+    authorize(cmd, ctx, contact.owner_id, contact.id)
+    if ctx.expected_version is not None and contact.version != ctx.expected_version:
+        raise ConflictError(
+            f"expected version {ctx.expected_version}, but the record is at {contact.version}"
+        )
+    emails = contact.erase(cmd.reason)
     return Decision(contact, others=release_emails(crm, contact.id, emails))

@@ -31,6 +31,7 @@ HANDLERS: dict[type[Payload], Handler] = {
     contacts.UntagContact: contacts.untag_contact,
     contacts.ChangeLifecycleStage: contacts.change_lifecycle_stage,
     contacts.RemoveContact: contacts.remove_contact,
+    contacts.EraseContact: contacts.erase_contact,
     pipelines.CreatePipeline: pipelines.create_pipeline,
     pipelines.RenamePipeline: pipelines.rename_pipeline,
     pipelines.AddStage: pipelines.add_stage,

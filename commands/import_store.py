@@ -15,6 +15,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from commands.app import Crm
 from commands.errors import StoreUnavailableError
+from domain.privacy import StateOpener
 
 #: SQLite takes at most 32,766 parameters in a statement (999 before 3.32): stay well below.
 SQLITE_CHUNK = 900
@@ -78,9 +79,13 @@ def load_many(crm: Crm, ids: Collection[UUID]) -> dict[UUID, Aggregate]:
         ids,
     )
     records: dict[UUID, Aggregate] = {}
-    for originator_id, version, topic, state in rows:
+    # Read round the recorder: its sealed personal fields are opened as its reads do.
+    recorder = crm.recorder
+    assert isinstance(recorder, StateOpener)
+    states = recorder.open_states([(row[2], bytes(row[3])) for row in rows])
+    for (originator_id, version, topic, _), state in zip(rows, states, strict=True):
         record_id = _uuid(originator_id)
-        event = crm.mapper.to_domain_event(StoredEvent(record_id, version, topic, bytes(state)))
+        event = crm.mapper.to_domain_event(StoredEvent(record_id, version, topic, state))
         records[record_id] = event.mutate(records.get(record_id))  # type: ignore[attr-defined]
     return records
 

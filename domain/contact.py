@@ -35,6 +35,10 @@ class ContactRemovedError(ContactError, RecordRemovedError):
     """Raised when a removed contact would be changed or referred to."""
 
 
+class ContactErasedError(ContactRemovedError):
+    """Raised when an erased contact would be changed or erased again."""
+
+
 class TagNotPresentError(ContactError):
     """Raised when a tag to remove is not on the contact."""
 
@@ -99,6 +103,12 @@ class Contact(Aggregate, Removable):
     class Removed(Aggregate.Event):
         reason: str
 
+    class Erased(Aggregate.Event):
+        """The contact's data key was destroyed with this event (GDPR erasure): its
+        personal fields read as erased in every event from then on."""
+
+        reason: str
+
     @event(Created)
     def __init__(
         self,
@@ -122,6 +132,7 @@ class Contact(Aggregate, Removable):
         self.tags = list(tags)
         self.lifecycle_stage = lifecycle_stage
         self.removed = False
+        self.erased = False
 
     @classmethod
     def create(
@@ -249,7 +260,12 @@ class Contact(Aggregate, Removable):
     def _change_stage(self, stage: LifecycleStage, previous: LifecycleStage) -> None:
         self.lifecycle_stage = stage
 
+    #: Set by ``Erased``; the default serves contacts loaded from before erasure existed.
+    erased = False
+
     def check_not_removed(self) -> None:
+        if self.erased:
+            raise ContactErasedError(f"contact {self.id} was erased")
         if self.removed:
             raise ContactRemovedError(f"contact {self.id} was removed")
 
@@ -262,4 +278,19 @@ class Contact(Aggregate, Removable):
 
     @event(Removed)
     def _remove(self, reason: str) -> None:
+        self.removed = True
+
+    def erase(self, reason: str = "") -> list[str]:
+        """Erase the contact's personal data (its key goes with this event); returns its
+        e-mail addresses, whose index keys the caller releases in the same save. Also a
+        removed contact can be erased; an erased one cannot be changed any more."""
+        if self.erased:
+            raise ContactErasedError(f"contact {self.id} was erased")
+        emails = [] if self.removed else list(self.emails)
+        self._erase(reason=check_removal_reason(reason))
+        return emails
+
+    @event(Erased)
+    def _erase(self, reason: str) -> None:
+        self.erased = True
         self.removed = True

@@ -54,13 +54,15 @@ class Action(Enum):
     CREATE = "create"
     EDIT = "edit"
     REMOVE = "remove"
+    #: GDPR: erase a contact's personal data, or export everything held about them.
+    ERASE = "erase"
 
 
 #: The actions each kind of resource has (interactions are corrected or retracted, which
 #: is editing; the audit log and analytics are only read).
 ACTIONS: Mapping[Resource, tuple[Action, ...]] = {
     Resource.ACCOUNT: (Action.READ, Action.CREATE, Action.EDIT, Action.REMOVE),
-    Resource.CONTACT: (Action.READ, Action.CREATE, Action.EDIT, Action.REMOVE),
+    Resource.CONTACT: (Action.READ, Action.CREATE, Action.EDIT, Action.REMOVE, Action.ERASE),
     Resource.DEAL: (Action.READ, Action.CREATE, Action.EDIT, Action.REMOVE),
     Resource.INTERACTION: (Action.READ, Action.CREATE, Action.EDIT),
     Resource.TASK: (Action.READ, Action.CREATE, Action.EDIT),
@@ -99,7 +101,7 @@ PERMISSIONS: Mapping[Role, Grants] = {
     Role.SENIOR_MANAGER: grants(
         {
             Resource.ACCOUNT: (ALL, ALL, ALL, TEAM),
-            Resource.CONTACT: (ALL, ALL, ALL, TEAM),
+            Resource.CONTACT: (ALL, ALL, ALL, TEAM, NONE),
             Resource.DEAL: (ALL, TEAM, TEAM, TEAM),
             Resource.INTERACTION: (ALL, ALL, TEAM),
             Resource.TASK: (ALL, ALL, TEAM),
@@ -111,7 +113,7 @@ PERMISSIONS: Mapping[Role, Grants] = {
     Role.MANAGER: grants(
         {
             Resource.ACCOUNT: (ALL, TEAM, TEAM, TEAM),
-            Resource.CONTACT: (ALL, TEAM, TEAM, TEAM),
+            Resource.CONTACT: (ALL, TEAM, TEAM, TEAM, NONE),
             Resource.DEAL: (TEAM, TEAM, TEAM, TEAM),
             Resource.INTERACTION: (TEAM, TEAM, TEAM),
             Resource.TASK: (TEAM, TEAM, TEAM),
@@ -123,7 +125,7 @@ PERMISSIONS: Mapping[Role, Grants] = {
     Role.SALES_REP: grants(
         {
             Resource.ACCOUNT: (ALL, OWN, OWN, NONE),
-            Resource.CONTACT: (TEAM, OWN, OWN, NONE),
+            Resource.CONTACT: (TEAM, OWN, OWN, NONE, NONE),
             Resource.DEAL: (OWN, OWN, OWN, NONE),
             Resource.INTERACTION: (OWN, OWN, OWN),
             Resource.TASK: (OWN, OWN, OWN),

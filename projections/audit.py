@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from domain.privacy import PERSONAL
 from projections.events import Recorded
 from projections.projector import Projector
 from projections.scope import Owners, owned_by, owner_values
@@ -84,6 +85,32 @@ def changes(state: dict[str, Any], event: Recorded) -> dict[str, dict[str, Any]]
     return diff
 
 
+#: A contact's personal fields as they read once it is erased.
+ERASED_VALUES: dict[str, Any] = {
+    field: value
+    for name, fields in PERSONAL.items()
+    if name.startswith("Contact.")
+    for field, value in fields.items()
+    if field != "previous"
+}
+
+
+def erase_changes(diff: dict[str, Any]) -> dict[str, Any]:
+    """``diff`` as its event reads once the contact is erased, as a rebuild derives it:
+    personal values erased (a None stays None), and no change left where none shows."""
+    erased: dict[str, Any] = {}
+    for field, change in diff.items():
+        if field in ERASED_VALUES:
+            value = ERASED_VALUES[field]
+            before = None if change["before"] is None else value
+            after = None if change["after"] is None else value
+            if before != after:
+                erased[field] = {"before": before, "after": after}
+        else:
+            erased[field] = change
+    return erased
+
+
 def _changed_fields(data: dict[str, Any]) -> list[str]:
     return [f for f in data if f != "previous" and not f.startswith("previous_")]
 
@@ -119,6 +146,8 @@ class AuditLog(Projector):
         return [self.log, self.state_table]
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        #: Contacts erased in the batch being applied, with the erasure's position.
+        self.erased: list[tuple[str, int]] = []
         self.state: dict[str, dict[str, Any]] = {
             str(entity_id): orjson.loads(state)
             for entity_id, state in con.execute(
@@ -131,6 +160,9 @@ class AuditLog(Projector):
         if kind in INTERNAL:
             return
         state = self.state.setdefault(event.aggregate_id, {})
+        if event.name == "Contact.Erased":
+            state.update(ERASED_VALUES)
+            self.erased.append((event.aggregate_id, event.position))
         diff = changes(state, event)
         for field, change in diff.items():
             state[field] = change["after"]
@@ -151,6 +183,23 @@ class AuditLog(Projector):
         self.state_table.upsert(
             event.aggregate_id, (event.aggregate_id, orjson.dumps(state).decode())
         )
+
+    def after_flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Blank the before/after values of an erased contact's personal fields in the
+        rows logged before its erasure (later reads of its events show them erased)."""
+        for entity_id, position in self.erased:
+            rows = con.execute(
+                "SELECT position, changes FROM audit_log "
+                "WHERE entity_id = CAST(? AS UUID) AND position < ?",
+                [entity_id, position],
+            ).fetchall()
+            for row_position, changes in rows:
+                blanked = erase_changes(orjson.loads(changes) if changes else {})
+                con.execute(
+                    "UPDATE audit_log SET changes = ? WHERE position = ?",
+                    [orjson.dumps(blanked).decode(), row_position],
+                )
+        self.erased = []
 
     def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
         # Imported here: bulk_audit reads this module's constants (INTERNAL, IMPLIED…).

@@ -21,7 +21,9 @@ META_KEY = "_meta"
 
 #: The events that remove a record for good: it leaves every current-state read model
 #: (the audit log keeps every row and adds one for the removal).
-REMOVED = ("Account.Removed", "Contact.Removed", "Deal.Removed")
+#: An erased contact (GDPR) leaves them too: its personal fields read as erased from
+#: then on (``domain/privacy.py``), and what was projected of them goes with it.
+REMOVED = ("Account.Removed", "Contact.Removed", "Contact.Erased", "Deal.Removed")
 #: ``REMOVED`` as an SQL list, for ``name IN (...)`` in the bulk paths.
 REMOVED_SQL = ", ".join(f"'{name}'" for name in REMOVED)
 

@@ -32,6 +32,7 @@ import orjson
 
 from domain.errors import InvalidValueError
 from domain.interaction import COMMON_FIELDS, DETAIL_FIELDS, InteractionKind
+from domain.privacy import PERSONAL
 from projections import bulk_timeline
 from projections import timeline_text as text
 from projections.events import REMOVED, Recorded
@@ -271,6 +272,11 @@ class Timeline(Projector):
 
     @on(*REMOVED)
     def _record_removed(self, event: Recorded) -> None:
+        if event.name == "Contact.Erased":  # its name may still be shown by others' entries
+            erased = PERSONAL["Contact.DetailsChanged"]
+            self._remember_record(
+                "contact", event.aggregate_id, {f: erased[f] for f in DETAILS["contact"]}
+            )
         self.removed.add(event.aggregate_id)
         self.removed_table.upsert(event.aggregate_id, (event.aggregate_id, event.position))
         self.purged.append(event.aggregate_id)

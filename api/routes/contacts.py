@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Response
 
 from api.deps import AuthorityDep, ContextDep, CrmDep
+from api.reading import AuditReader
 from api.routes.common import (
     NO_FIELDS,
     HistoryQueryDep,
@@ -15,12 +17,14 @@ from api.routes.common import (
     run,
 )
 from api.schemas import ContactPublic, HistoryPagePublic
+from api.subject_access import subject_access
 from commands.contacts import (
     AccountLink,
     ChangeLifecycleStage,
     ContactChanges,
     ContactOwnerChange,
     CreateContact,
+    EraseContact,
     LifecycleChange,
     LinkContactToAccount,
     ReassignContact,
@@ -32,6 +36,7 @@ from commands.contacts import (
 )
 from commands.context import Receipt
 from domain.contact import Contact
+from domain.permissions import Action, Resource, check
 
 router = APIRouter()
 
@@ -111,3 +116,26 @@ def remove_contact(
     """Remove the contact for good (Managers and above): it leaves every current view and
     later commands on it are refused; its history and as-of reads still show it."""
     return run(crm, RemoveContact(contact_id=contact_id, reason=reason), ctx, response)
+
+
+@router.post("/{contact_id}/erasure")
+def erase_contact(
+    contact_id: UUID, reason: RemovalReasonDep, crm: CrmDep, ctx: ContextDep, response: Response
+) -> Receipt:
+    """GDPR erasure (the table's ``erase`` on contacts: Owners and Admins): the contact's
+    data key is destroyed with a ``Contact.Erased`` event, so its personal fields read as
+    ``[erased]`` everywhere from then on (history, as-of reads, exports, rebuilds); later
+    commands on it get 409."""
+    return run(crm, EraseContact(contact_id=contact_id, reason=reason), ctx, response)
+
+
+@router.get("/{contact_id}/subject-access")
+def contact_subject_access(
+    contact_id: UUID, crm: CrmDep, actor: AuthorityDep, audit_log: AuditReader
+) -> dict[str, Any]:
+    """GDPR subject access (the table's ``erase`` on contacts: Owners and Admins):
+    everything held about the contact as JSON — its state, full history, interactions,
+    tasks, deals, account, audit rows."""
+    contact = crm.load(Contact, contact_id)
+    check(actor, Resource.CONTACT, Action.ERASE, contact.owner_id, contact.id)
+    return subject_access(crm, contact_id, audit_log)

@@ -250,6 +250,7 @@ CASES: dict[type[Payload], Case] = {
         contact_of, "POST", "/contacts/{id}/lifecycle-stage", {"stage": "customer"}
     ),
     contacts.RemoveContact: on(contact_of, "DELETE", "/contacts/{id}", None),
+    contacts.EraseContact: on(contact_of, "POST", "/contacts/{id}/erasure", None),
     deals.OpenDeal: create(
         "/deals", {"title": "T", "amount": "1", "currency": "EUR", "pipeline_id": "<pipeline>"}
     ),

@@ -41,9 +41,9 @@ RELATIONS = ("own", "team", "other")
 PROBLEM_JSON = "application/problem+json"
 
 
-def expected(role: Role, resource: Resource, relation: str) -> bool:
-    """Whether the table lets ``role`` read a record of ``relation``."""
-    scope = PERMISSIONS[role][resource][Action.READ]
+def expected(role: Role, resource: Resource, relation: str, action: Action = Action.READ) -> bool:
+    """Whether the table lets ``role`` read (or ``action``) a record of ``relation``."""
+    scope = PERMISSIONS[role][resource][action]
     return scope is Scope.ALL or (
         (scope is Scope.TEAM and relation in ("own", "team"))
         or (scope is Scope.OWN and relation == "own")
@@ -205,6 +205,21 @@ def test_a_record_read_is_allowed_exactly_as_the_table_says(
         assert response.status_code == 403, response.text
         assert response.headers["content-type"] == PROBLEM_JSON
         assert response.json()["status"] == 403
+
+
+@pytest.mark.parametrize("relation", RELATIONS)
+@pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
+def test_a_subject_access_export_is_allowed_exactly_as_the_table_says(
+    world: World, role: Role, relation: str
+) -> None:
+    contact = world.records[(role, relation)].contact
+    response = world.get(role, f"/contacts/{contact}/subject-access", min_position=world.position)
+    if expected(role, Resource.CONTACT, relation, Action.ERASE):
+        assert response.status_code == 200, response.text
+        assert response.json()["contact"]["id"] == contact
+    else:
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"] == PROBLEM_JSON
 
 
 # -- lists: present or absent -------------------------------------------------------------

@@ -32,6 +32,7 @@ from commands.app import Crm
 from commands.contacts import (
     ChangeLifecycleStage,
     CreateContact,
+    EraseContact,
     LinkContactToAccount,
     ReassignContact,
     RemoveContact,
@@ -343,6 +344,12 @@ def removals(s: Scenario, pipeline: UUID) -> None:
     for cls, command, record in removed:
         # The action says it; no public field changes (a removed record reads 404 now).
         assert s.expect(cls, command, record, f"{cls.__name__}.Removed") == {}
+    erasable, _ = s.do(Contact, CreateContact(first_name="Erasable", emails=["e@x.example"]))
+    erasure = EraseContact(contact_id=erasable, reason="art. 17")
+    # Every version reads erased from then on: the erasure itself changes no field.
+    assert s.expect(Contact, erasure, erasable, "Contact.Erased") == {}
+    (created_entry,) = history(s.crm, Contact, erasable, public_json, limit=1).entries
+    assert created_entry.changes["first_name"] == {"before": None, "after": "[erased]"}
 
 
 def deals(s: Scenario, owner: str, rep: str, pipeline: UUID, account: UUID, contact: UUID) -> UUID:

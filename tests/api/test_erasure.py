@@ -1,0 +1,309 @@
+"""GDPR erasure end to end (both stores): a contact with distinctive personal values is
+created, changed, talked to and projected, then erased over HTTP; afterwards the values
+appear nowhere — no read model table, no history or as-of response, no `crm export` or
+`crm replay` output, no stored row in plain, no key to open the sealed ones — while
+`crm verify` passes and `crm rebuild` works and still shows them erased."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.settings import Settings
+from api.wiring import build_crm, build_read_models
+from commands.app import Crm
+from domain.roles import Role
+from projections.host import ReadModels
+from projections.registry import PROJECTORS
+from tests.api.test_cli_reads import Site, make_site
+from tests.conftest import invite
+from tests.services import new_schema, serving
+
+SECRETS = (
+    "Zebulon",
+    "Quixotefield",
+    "zq-secret@example.org",
+    "zq-other@example.org",
+    "+44 7000 123987",
+    "Chief Mystery Officer",
+    "Moss-Quixote",
+)
+
+
+@dataclass
+class Erasure:
+    site: Site
+    crm: Crm
+    reads: ReadModels
+    api: httpx.Client
+    contact_id: str
+    position: int
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
+    if request.param == "sqlite":
+        return make_site(tmp_path)
+    database_url: str = request.getfixturevalue("postgres_database")
+    return make_site(tmp_path, f"{database_url}?schema={new_schema(database_url)}")
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+def erased(site: Site) -> Iterator[Erasure]:
+    crm = build_crm(site.settings)
+    owner = invite(crm, "owner@example.com", Role.OWNER)
+    reads = build_read_models(crm, Settings(), in_memory=True)
+    reads.start()
+    app = create_app(site.settings, crm=crm, reads=reads)
+    headers = {"Authorization": f"Bearer {owner.token}"}
+    try:
+        with serving(app) as url, httpx.Client(base_url=url, headers=headers, timeout=30) as api:
+            contact = _ok(
+                api.post(
+                    "/contacts",
+                    json={
+                        "first_name": "Zebulon",
+                        "last_name": "Quixotefield",
+                        "emails": ["zq-secret@example.org"],
+                        "phones": ["+44 7000 123987"],
+                        "job_title": "Chief Mystery Officer",
+                    },
+                )
+            )
+            path = f"/contacts/{contact['id']}"
+            _ok(api.patch(path, json={"last_name": "Moss-Quixote"}))
+            _ok(api.patch(path, json={"emails": ["zq-secret@example.org", "zq-other@example.org"]}))
+            _ok(
+                api.post(
+                    "/interactions/notes",
+                    json={
+                        "occurred_at": "2026-01-02T10:00:00Z",
+                        "contact_ids": [contact["id"]],
+                        "body": "Met at the fair",
+                    },
+                )
+            )
+            before = _ok(api.get(path))
+            assert before["last_name"] == "Moss-Quixote"
+            assert reads.wait_for("directory", crm.position(), 30)
+            erasure = _ok(api.post(f"{path}/erasure", json={"reason": "art. 17 request"}))
+            for name in PROJECTORS:
+                assert reads.wait_for(name, erasure["position"], 30)
+            yield Erasure(site, crm, reads, api, contact["id"], erasure["position"])
+    finally:
+        reads.close()
+        crm.close()
+
+
+def _no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, secret
+
+
+def test_after_erasure_no_read_model_table_holds_the_personal_values(erased: Erasure) -> None:
+    scanned = 0
+    for name in PROJECTORS:
+        con = erased.reads.store(name).reader()
+        tables = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        for (table,) in tables:
+            for row in con.execute(f'SELECT * FROM "{table}"').fetchall():
+                _no_secret(repr(row))
+            scanned += 1
+    assert scanned > 5
+
+
+def test_after_erasure_history_and_as_of_reads_show_the_fields_erased(erased: Erasure) -> None:
+    path = f"/contacts/{erased.contact_id}"
+    history = erased.api.get(f"{path}/history")
+    assert history.status_code == 200, history.text
+    _no_secret(history.text)
+    assert "[erased]" in history.text
+    first = erased.api.get(path, params={"version": 1})
+    assert first.status_code == 200, first.text
+    assert first.json()["first_name"] == "[erased]"
+    assert first.json()["emails"] == []
+    _no_secret(first.text)
+    refused = erased.api.post(f"{path}/tags", json={"tag": "vip"})
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    again = erased.api.post(f"{path}/erasure", json={})
+    assert again.status_code == 409
+    # Its address is free again.
+    _ok(
+        erased.api.post(
+            "/contacts", json={"first_name": "New", "emails": ["zq-secret@example.org"]}
+        )
+    )
+
+
+def test_after_erasure_the_store_holds_only_ciphertext_and_no_key(erased: Erasure) -> None:
+    recorder: Any = erased.crm.recorder
+    if erased.site.settings.database_url:
+        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+        keys = f'"{recorder.datastore.schema}"."{recorder.keys_table_name}"'
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT topic, state FROM {table}")
+            rows = [(r["topic"], bytes(r["state"])) for r in cursor.fetchall()]
+            cursor.execute(f"SELECT subject, data_key FROM {keys}")
+            key_rows = [(r["subject"], r["data_key"]) for r in cursor.fetchall()]
+    else:
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT topic, state FROM {recorder.events_table_name}")
+            rows = [(r[0], bytes(r[1])) for r in cursor.fetchall()]
+            cursor.execute(f"SELECT subject, data_key FROM {recorder.keys_table_name}")
+            key_rows = [(r[0], r[1]) for r in cursor.fetchall()]
+    stored = b"\n".join(state for _, state in rows).decode()
+    _no_secret(stored)
+    assert stored.count('"_sealed_"') >= 5  # created, 2 changes, 2 e-mail keys claimed
+    subject = erased.contact_id.replace("-", "")
+    assert (subject, None) in key_rows
+    assert all(key is not None for s, key in key_rows if s != subject)
+
+
+def _crm(site: Site, *args: str) -> str:
+    done = subprocess.run(
+        ["crm", *args], env=site.env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_after_erasure_the_cli_shows_nothing_verify_passes_and_rebuild_works(
+    erased: Erasure, tmp_path: Path
+) -> None:
+    site = erased.site
+    _no_secret(_crm(site, "replay", "contact", erased.contact_id, "--version", "1"))
+    _no_secret(_crm(site, "history", "contact", erased.contact_id))
+    _crm(site, "verify")
+    _crm(site, "rebuild")
+    export = tmp_path / "export"
+    _crm(site, "export", "directory", "--output", str(export))
+    _crm(site, "export", "audit", "--output", str(export))
+    _crm(site, "export", "timeline", "--output", str(export))
+    for file in export.rglob("*"):
+        if file.is_file():
+            _no_secret(file.read_bytes().decode(errors="replace"))
+    scan = _crm(site, "sql", "SELECT * FROM audit_log", "--format", "json")
+    _no_secret(scan)
+    assert "[erased]" in scan
+
+
+def test_subject_access_gives_everything_held_about_the_contact(
+    api: httpx.Client, crm: Crm
+) -> None:
+    account = _ok(api.post("/accounts", json={"name": "Initech"}))
+    contact = _ok(
+        api.post(
+            "/contacts",
+            json={
+                "first_name": "Milton",
+                "last_name": "Waddams",
+                "emails": ["milton@initech.example"],
+                "account_id": account["id"],
+            },
+        )
+    )
+    other = _ok(api.post("/contacts", json={"first_name": "Bill"}))
+    _ok(api.patch(f"/contacts/{contact['id']}", json={"job_title": "Collator"}))
+    note = _ok(
+        api.post(
+            "/interactions/notes",
+            json={
+                "occurred_at": "2026-03-01T09:00:00Z",
+                "contact_ids": [contact["id"]],
+                "body": "Asked about the stapler",
+            },
+        )
+    )
+    _ok(
+        api.post(
+            "/interactions/notes",
+            json={"occurred_at": "2026-03-01T09:00:00Z", "contact_ids": [other["id"]], "body": "x"},
+        )
+    )
+    task = _ok(
+        api.post(
+            "/tasks",
+            json={
+                "title": "Return the stapler",
+                "linked_kind": "contact",
+                "linked_id": contact["id"],
+            },
+        )
+    )
+    stages = [{"name": "Lead", "probability": 10}]
+    pipeline = _ok(api.post("/pipelines", json={"name": "Sales", "stages": stages}))
+    deal = _ok(
+        api.post(
+            "/deals",
+            json={
+                "title": "Basement lease",
+                "amount": "10.00",
+                "currency": "EUR",
+                "pipeline_id": pipeline["id"],
+                "contact_ids": [contact["id"]],
+            },
+        )
+    )
+
+    response = api.get(
+        f"/contacts/{contact['id']}/subject-access", params={"min_position": deal["position"]}
+    )
+
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["contact"]["first_name"] == "Milton"
+    assert document["contact"]["job_title"] == "Collator"
+    assert document["erased"] is False
+    assert [e["action"] for e in document["history"]] == [
+        "Contact.Created",
+        "Contact.DetailsChanged",
+    ]
+    assert document["history"][1]["changes"]["job_title"] == {"before": None, "after": "Collator"}
+    assert [i["id"] for i in document["interactions"]] == [note["id"]]
+    assert [t["id"] for t in document["tasks"]] == [task["id"]]
+    assert [d["id"] for d in document["deals"]] == [deal["id"]]
+    assert document["account"]["name"] == "Initech"
+    assert [row["action"] for row in document["audit"]] == [
+        "Contact.Created",
+        "Contact.DetailsChanged",
+    ]
+
+
+def test_crm_erase_contact_erases_and_subject_access_then_shows_nothing_personal(
+    erased: Erasure,
+) -> None:
+    site = erased.site
+    document = json.loads(_crm(site, "subject-access", erased.contact_id))
+    assert document["erased"] is True
+    assert document["contact"]["first_name"] == "[erased]"
+    _no_secret(json.dumps(document))
+    contact = _ok(
+        erased.api.post("/contacts", json={"first_name": "Zebulon", "phones": ["+44 7000 123987"]})
+    )
+    assert "Erased contact" in _crm(site, "erase-contact", contact["id"], "--reason", "asked")
+    _no_secret(_crm(site, "replay", "contact", contact["id"], "--version", "1"))
+    refused = subprocess.run(
+        ["crm", "erase-contact", contact["id"]],
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "erased" in refused.stdout + refused.stderr
