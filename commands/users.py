@@ -117,7 +117,7 @@ def invite_user(cmd: InviteUser, crm: Crm, ctx: Context) -> Decision:
     decision = Decision(user, others=others, created={"user_id": user.id})
     if cmd.issue_token:
         token = new_token(user.id)
-        user.issue_token(token.token_id, token.token_hash, "first token", by=ctx.actor)
+        user.issue_token(token.token_id, token.token_hash, "first token", by=ctx.actor, first=True)
         decision.created["token_id"] = token.token_id
         decision.shown_once["token"] = token.plaintext
     return decision

@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
+from domain.privacy import ERASED
 from domain.values import Removable, check_name, check_removal_reason, normalize_email
 
 EMAIL_SCOPE = "contact-emails"
@@ -294,3 +295,6 @@ class Contact(Aggregate, Removable):
     def _erase(self, reason: str) -> None:
         self.erased = True
         self.removed = True
+        # As the contact reloads once its key is gone (see domain/privacy.PERSONAL).
+        self.first_name = self.last_name = ERASED
+        self.emails, self.phones, self.job_title = [], [], None

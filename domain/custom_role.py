@@ -74,14 +74,7 @@ class CustomRole(Aggregate):
             raise EscalationError(
                 f"a custom role sits strictly below its creator's level ({by.grant_level})"
             )
-        for resource, actions in role_grants.items():
-            for action, scope in actions.items():
-                own = scope_of(by, resource, action)
-                if scope.rank > own.rank:
-                    raise EscalationError(
-                        f"{action.value} {resource.value}: a custom role grants at most "
-                        f"its creator's own scope ({own.value}), not {scope.value}"
-                    )
+        check_within(role_grants, by, "its creator's")
         return cls(
             name=check_name(name), level=level, grants=stored(role_grants), created_by=by.user_id
         )
@@ -89,3 +82,20 @@ class CustomRole(Aggregate):
     @property
     def grants(self) -> Grants:
         return parse_grants(self.stored_grants)
+
+    def check_grantable_by(self, by: Authority) -> None:
+        """Nobody hands out (or takes back) scopes wider than their own, even through a
+        role someone above them defined."""
+        check_within(self.grants, by, "its granter's")
+
+
+def check_within(role_grants: Grants, by: Authority, whose: str) -> None:
+    """Refuse grants wider than ``by``'s own scopes."""
+    for resource, actions in role_grants.items():
+        for action, scope in actions.items():
+            own = scope_of(by, resource, action)
+            if scope.rank > own.rank:
+                raise EscalationError(
+                    f"{action.value} {resource.value}: a custom role grants at most "
+                    f"{whose} own scope ({own.value}), not {scope.value}"
+                )

@@ -47,6 +47,10 @@ _LEVELS = {
 
 SYSTEM_LEVEL = 1_000
 
+#: The lowest role that administers users: sets reporting lines and issues tokens for
+#: others (each decides whose records, and in whose name, someone acts).
+ADMINISTRATION = Role.ADMIN
+
 
 class EscalationError(NotPermittedError):
     """Raised when a user tries to hand out or take away power they do not hold above."""

@@ -10,7 +10,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.custom_role import CustomRole
 from domain.errors import InvalidValueError, StateConflictError
-from domain.roles import Authority, Role, level_of
+from domain.roles import ADMINISTRATION, Authority, EscalationError, Role, level_of
 from domain.values import check_name, key_id, normalize_email
 
 
@@ -138,6 +138,7 @@ class User(Aggregate):
         self.check_active()
         by.check_can_manage(self.id, self.level)
         by.check_can_assign_level(role.level, role.name)
+        role.check_grantable_by(by)
         if str(role.id) in self.custom_roles:
             raise RoleAlreadyHeldError(f"user already holds the custom role {role.name!r}")
         self._grant_custom(role_id=role.id, level=role.level, granted_by=by.user_id)
@@ -150,6 +151,7 @@ class User(Aggregate):
         self.check_active()
         by.check_can_manage(self.id, self.level)
         by.check_can_assign_level(role.level, role.name)
+        role.check_grantable_by(by)
         if str(role.id) not in self.custom_roles:
             raise RoleNotHeldError(f"user does not hold the custom role {role.name!r}")
         self._revoke_custom(role_id=role.id, revoked_by=by.user_id)
@@ -206,9 +208,12 @@ class User(Aggregate):
     def assign_manager(self, manager: User | None, reports: frozenset[UUID], by: Authority) -> None:
         """Make the user report to ``manager`` (None: to nobody). ``reports`` are the users
         who report to this one, however indirectly: none of them may become their manager.
-        Only someone above the user sets their line."""
+        Only Admins and Owners (or the operator), who stand above the user, set their line:
+        it decides whose records a manager's team scope reaches."""
         self.check_active()
         by.check_can_manage(self.id, self.level)
+        if by.grant_level < ADMINISTRATION.level:
+            raise EscalationError("reporting lines are set by Admins and Owners")
         manager_id = None
         if manager is not None:
             manager.check_active()
@@ -226,10 +231,14 @@ class User(Aggregate):
     ) -> None:
         self.manager_id = manager_id
 
-    def check_can_handle_tokens(self, by: Authority) -> None:
-        """A user handles their own tokens; otherwise only someone above them may."""
+    def check_can_handle_tokens(self, by: Authority, issuing: bool = False) -> None:
+        """A user handles their own tokens; otherwise only someone above them may, and
+        only Admins and Owners (or the operator) issue one for someone else: a token lets
+        its holder act as the user, with the user's scope and in their name."""
         if by.user_id != self.id:
             by.check_can_manage(self.id, self.level)
+            if issuing and by.grant_level < ADMINISTRATION.level:
+                raise EscalationError("only Admins and Owners issue tokens for someone else")
 
     def issue_token(
         self,
@@ -239,9 +248,12 @@ class User(Aggregate):
         by: Authority,
         expires_at: datetime | None = None,
         now: datetime | None = None,
+        first: bool = False,
     ) -> None:
+        """Issue a token; ``first``: the one an invitation hands the inviter for the new
+        user, who has acted in nothing yet."""
         self.check_active()
-        self.check_can_handle_tokens(by)
+        self.check_can_handle_tokens(by, issuing=not first)
         if len(label) > 100:
             raise InvalidValueError("token label must be at most 100 characters")
         if expires_at is not None and now is not None and expires_at <= now:
@@ -289,7 +301,7 @@ class User(Aggregate):
         """Replace a token by a new one in one change: the new one issued, the old one
         revoked (two events, saved together)."""
         self.check_active()
-        self.check_can_handle_tokens(by)
+        self.check_can_handle_tokens(by, issuing=True)
         if str(token_id) not in self.tokens:
             raise UnknownTokenError(f"token {token_id} is not an active token of this user")
         label = f"rotated from {token_id}"

@@ -31,6 +31,10 @@ def test_no_one_raises_themselves_or_anyone_to_or_above_their_level(
     manager = invite(crm, "manager@example.com", Role.MANAGER)
     rep = invite(crm, "rep@example.com", Role.SALES_REP)
     client = connect(manager.token)
+    # Defined by the Owner: wider than a Manager's own scopes, at a level below theirs.
+    wide = created(
+        api.post("/roles", json={"name": "Wide", "level": 5, "grants": {"deal": {"read": "all"}}})
+    )["id"]
     before = crm.position()
     attempts = {
         "grant one's own role": client.post(
@@ -62,6 +66,13 @@ def test_no_one_raises_themselves_or_anyone_to_or_above_their_level(
         "make oneself the manager of a higher user": client.put(
             f"/users/{senior.user.id}/manager", json={"manager_id": str(manager.user.id)}
         ),
+        "poach a rep into one's team": client.put(
+            f"/users/{rep.user.id}/manager", json={"manager_id": str(manager.user.id)}
+        ),
+        "mint a token to act as a rep": client.post(f"/users/{rep.user.id}/tokens", json={}),
+        "hand out scopes wider than one's own": client.post(
+            f"/users/{rep.user.id}/custom-roles", json={"role_id": wide}
+        ),
         "choose one's own manager": client.put(
             f"/users/{manager.user.id}/manager", json={"manager_id": str(senior.user.id)}
         ),
@@ -71,6 +82,8 @@ def test_no_one_raises_themselves_or_anyone_to_or_above_their_level(
         assert_forbidden(crm, response, before)
     assert crm.load(User, manager.user.id).roles == [Role.MANAGER]
     assert crm.load(User, senior.user.id).manager_id is None
+    assert crm.load(User, rep.user.id).manager_id is None
+    assert crm.load(User, rep.user.id).custom_roles == {}
 
 
 def test_the_last_owner_is_never_deactivated_nor_stripped(

@@ -54,17 +54,24 @@ def test_nobody_reports_to_themselves_or_to_their_reports(crm: Crm, owner: Perso
     assert crm.position() == before
 
 
-def test_only_someone_above_a_user_sets_their_line(crm: Crm, owner: Person) -> None:
+def test_only_admins_and_owners_set_a_line(crm: Crm, owner: Person) -> None:
+    """A line decides whose records a team scope reaches: a Manager who could move a rep
+    under themselves would take over the rep's records."""
+    admin = invite(crm, "admin@example.com", Role.ADMIN)
+    senior = invite(crm, "senior@example.com", Role.SENIOR_MANAGER)
     manager = invite(crm, "manager@example.com", Role.MANAGER)
-    other = invite(crm, "other@example.com", Role.MANAGER)
     rep = invite(crm, "rep@example.com", Role.SALES_REP)
     before = crm.position()
-    with pytest.raises(NotPermittedError):
-        assign(crm, manager, other, manager)  # a peer
-    with pytest.raises(NotPermittedError):
-        assign(crm, manager, manager, None)  # themselves
+    for by, user, boss in (
+        (manager, rep, manager),  # poaching a rep
+        (senior, manager, senior),  # pulling a whole subtree
+        (manager, manager, None),  # themselves
+        (admin, owner, admin),  # someone above them
+    ):
+        with pytest.raises(NotPermittedError):
+            assign(crm, by, user, boss)
     assert crm.position() == before
-    assign(crm, manager, rep, manager)  # someone below them
+    assign(crm, admin, rep, manager)
     assert reports_of(crm, manager.user.id) == {rep.user.id}
 
 

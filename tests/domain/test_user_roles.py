@@ -6,6 +6,7 @@ The Auditor is read-only: its level protects it, but gives it no power to grant.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -445,14 +446,30 @@ def test_a_read_only_user_still_handles_their_own_tokens(owners: OwnerRoster) ->
     only_event(auditor, User.TokenIssued)
 
 
-def test_a_superior_issues_and_revokes_tokens_for_a_user_below(owners: OwnerRoster) -> None:
-    manager, rep = member(owners, MANAGER), member(owners, REP)
+def test_an_admin_issues_and_a_superior_revokes_tokens_for_a_user_below(
+    owners: OwnerRoster,
+) -> None:
+    admin, manager, rep = member(owners, ADMIN), member(owners, MANAGER), member(owners, REP)
     token_id = uuid4()
 
-    rep.issue_token(token_id, "hash", "import", manager.authority)
+    rep.issue_token(token_id, "hash", "import", admin.authority)
     rep.revoke_token(token_id, manager.authority)
 
     assert event_types(rep) == [User.TokenIssued, User.TokenRevoked]
+
+
+def test_below_admin_nobody_issues_a_token_to_act_as_someone_else(owners: OwnerRoster) -> None:
+    """A token acts with its user's scope and in their name: a Manager who minted one for
+    a rep outside their team would reach the rep's records as the rep."""
+    senior, rep = member(owners, SENIOR), member(owners, REP)
+    token_id = uuid4()
+    rep.issue_token(token_id, "hash", "laptop", rep.authority)
+    given(rep)
+
+    with refused(EscalationError, rep):
+        rep.issue_token(uuid4(), "hash", "mine now", senior.authority)
+    with refused(EscalationError, rep):
+        rep.rotate_token(token_id, uuid4(), "hash", senior.authority, None, datetime.now(UTC))
 
 
 @pytest.mark.parametrize(
