@@ -317,27 +317,34 @@ class Lane:
 
 
 def make_lanes(history: History, threads: int) -> list[Lane]:
-    deals = [
-        DealSlot(
-            d.id,
-            [s.name for s in history.pipeline_by_id[d.pipeline_id].stages],
-            [s.id for s in history.pipeline_by_id[d.pipeline_id].stages].index(d.stage_id),
+    """One lane per thread, acting as a rep on that rep's own deals and tasks (what the
+    permission table lets a rep change); threads acting as the same rep split them."""
+    reps = history.reps
+    lanes = []
+    for i in range(threads):
+        rep = reps[i % len(reps)]
+        sharing = [j for j in range(threads) if j % len(reps) == i % len(reps)]
+        k, n = sharing.index(i), len(sharing)
+        deals = [
+            DealSlot(
+                d.id,
+                [s.name for s in history.pipeline_by_id[d.pipeline_id].stages],
+                [s.id for s in history.pipeline_by_id[d.pipeline_id].stages].index(d.stage_id),
+            )
+            for d in history.open_deals
+            if d.owner_id == rep.id
+        ]
+        tasks = [t.id for t in history.open_tasks if t.assignee_id == rep.id]
+        lanes.append(
+            Lane(
+                rep.authority,
+                deals[k::n],
+                tasks[k::n],
+                [c.id for c in history.contacts][i::threads],
+                [a.id for a in history.accounts][i::threads],
+            )
         )
-        for d in history.open_deals
-    ]
-    tasks = [t.id for t in history.open_tasks]
-    contacts = [c.id for c in history.contacts]
-    accounts = [a.id for a in history.accounts]
-    return [
-        Lane(
-            history.reps[i % len(history.reps)].authority,
-            deals[i::threads],
-            tasks[i::threads],
-            contacts[i::threads],
-            accounts[i::threads],
-        )
-        for i in range(threads)
-    ]
+    return lanes
 
 
 #: The live command mix, by weight.

@@ -161,7 +161,11 @@ class AuditLog(Projector):
             return
         state = self.state.setdefault(event.aggregate_id, {})
         if event.name == "Contact.Erased":
-            state.update(ERASED_VALUES)
+            # As a rebuild reads the earlier events: each personal value erased, a None
+            # (or a field never set) left as it is.
+            for field, value in ERASED_VALUES.items():
+                if state.get(field) is not None:
+                    state[field] = value
             self.erased.append((event.aggregate_id, event.position))
         diff = changes(state, event)
         for field, change in diff.items():

@@ -975,9 +975,10 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
     for table in TEMP_TABLES:
         con.execute(f"DROP TABLE {table}")
-    # Removed records: what the handlers purge at the removal and never write after it.
+    # Removed records: what the handlers purge at the removal and never write after it
+    # (a removed contact may be erased later: the handlers keep the last position).
     con.execute(
-        "INSERT INTO timeline_removed SELECT CAST(aggregate_id AS UUID), position "
-        f"FROM events WHERE name IN ({REMOVED_SQL})"
+        "INSERT INTO timeline_removed SELECT CAST(aggregate_id AS UUID), max(position) "
+        f"FROM events WHERE name IN ({REMOVED_SQL}) GROUP BY aggregate_id"
     )
     con.execute(PURGE_SQL.format(removed="SELECT record_id FROM timeline_removed"))

@@ -172,6 +172,8 @@ class Timeline(Projector):
         }
         #: Removed in the batch being applied: their rows written earlier go after it.
         self.purged: list[str] = []
+        #: Contacts erased in the batch, whose names others' entries still show.
+        self.erased: list[str] = []
 
     def build_in_bulk(self, con: duckdb.DuckDBPyConnection) -> bool:
         bulk_timeline.build(con)
@@ -277,6 +279,7 @@ class Timeline(Projector):
             self._remember_record(
                 "contact", event.aggregate_id, {f: erased[f] for f in DETAILS["contact"]}
             )
+            self.erased.append(event.aggregate_id)
         self.removed.add(event.aggregate_id)
         self.removed_table.upsert(event.aggregate_id, (event.aggregate_id, event.position))
         self.purged.append(event.aggregate_id)
@@ -286,6 +289,37 @@ class Timeline(Projector):
             ids = "SELECT unnest(CAST(? AS UUID[]))"
             con.execute(bulk_timeline.PURGE_SQL.format(removed=ids), [self.purged] * 2)
             self.purged = []
+        if self.erased:
+            self._rename_erased_contacts(con, set(self.erased))
+            self.erased = []
+
+    def _rename_erased_contacts(self, con: duckdb.DuckDBPyConnection, erased: set[str]) -> None:
+        """Deals' entries written while an erased contact was readable name it: they are
+        written again as a rebuild writes them, with the name the erasure left."""
+        rows = con.execute(
+            "SELECT record_kind, record_id, position, payload FROM timeline "
+            "WHERE kind = 'Deal.ContactsChanged'"
+        ).fetchall()
+        for record_kind, record_id, position, payload in rows:
+            data = orjson.loads(payload)
+            if erased.isdisjoint(data["contact_ids"]):
+                continue
+            names = [
+                self._name(contact, "contact") or "" if contact in erased else name
+                for contact, name in zip(data["contact_ids"], data["contact_names"], strict=True)
+            ]
+            data["contact_names"] = names
+            con.execute(
+                "UPDATE timeline SET summary = ?, payload = ? "
+                "WHERE record_kind = ? AND record_id = ? AND position = ?",
+                [
+                    f"Contacts set to {text.listing(names)}",
+                    orjson.dumps(data).decode(),
+                    record_kind,
+                    record_id,
+                    position,
+                ],
+            )
 
     # Accounts
 

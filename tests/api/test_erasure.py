@@ -97,8 +97,17 @@ def erased(site: Site) -> Iterator[Erasure]:
                     },
                 )
             )
+            # A deal naming the contact among its contacts: its own timeline shows the name.
+            stages = [{"name": "Lead", "probability": 10}]
+            pipeline = _ok(api.post("/pipelines", json={"name": "Sales", "stages": stages}))
+            deal = {"title": "Fair deal", "amount": "10.00", "currency": "EUR"}
+            opened = _ok(api.post("/deals", json={**deal, "pipeline_id": pipeline["id"]}))
+            _ok(api.patch(f"/deals/{opened['id']}", json={"contact_ids": [contact["id"]]}))
             before = _ok(api.get(path))
             assert before["last_name"] == "Moss-Quixote"
+            assert reads.wait_for("timeline", crm.position(), 30)
+            deal_timeline = _ok(api.get(f"/timeline/deal/{opened['id']}"))
+            assert "Moss-Quixote" in str(deal_timeline)  # so the scan below can fail
             assert reads.wait_for("directory", crm.position(), 30)
             erasure = _ok(api.post(f"{path}/erasure", json={"reason": "art. 17 request"}))
             for name in PROJECTORS:

@@ -337,10 +337,13 @@ def test_the_constants_copied_from_the_handlers_are_theirs() -> None:
     assert bulk_timeline.LABELS == LABELS
     assert bulk_timeline.MAX_EXCERPT == MAX_EXCERPT
     assert set(bulk_timeline.CORRECTABLE) == COMMON_FIELDS.union(*DETAILS_OF.values())
-    # Details changes are summed up apart; removals purge the record and write no entry.
-    unsummarised = {"Account.DetailsChanged", "Contact.DetailsChanged"} | {
-        f"{kind}.Removed" for kind in ("Account", "Contact", "Deal")
-    }
+    # Details changes are summed up apart; removals (an erasure too) purge the record and
+    # write no entry.
+    unsummarised = (
+        {"Account.DetailsChanged", "Contact.DetailsChanged"}
+        | {f"{kind}.Removed" for kind in ("Account", "Contact", "Deal")}
+        | {"Contact.Erased"}
+    )
     assert set(bulk_timeline.SUMMARIES) | unsummarised == {
         name for name in Timeline.handlers if name.split(".")[0] in ("Account", "Contact", "Deal")
     }

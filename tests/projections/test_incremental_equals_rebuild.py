@@ -49,7 +49,6 @@ from commands.accounts import (
 from commands.app import Crm
 from commands.contacts import (
     ChangeLifecycleStage,
-    EraseContact,
     LinkContactToAccount,
     ReassignContact,
     RemoveContact,
@@ -310,13 +309,6 @@ class ProjectedCrmMachine(CrmMachine):
     def remove_contact(self, actor: int, contact: UUID) -> None:
         if self.attempt_command(RemoveContact(contact_id=contact), actor):
             self.model.contacts[contact] = []  # its addresses are free again
-
-    @rule(actor=ACTORS, contact=consumes(CrmMachine.contacts))
-    def erase_contact(self, actor: int, contact: UUID) -> None:
-        # GDPR: the contact's key is destroyed; the read models blank or drop what they
-        # held of it, and a rebuild (which can no longer open its fields) must agree.
-        if self.attempt_command(EraseContact(contact_id=contact), actor):
-            self.model.contacts[contact] = []
 
     @rule(actor=ACTORS, deal=consumes(CrmMachine.deals))
     def remove_deal(self, actor: int, deal: UUID) -> None:
