@@ -56,7 +56,46 @@ def chain_rows(
     return rows
 
 
-class ChainedSQLiteApplicationRecorder(KeyAccess, SQLiteApplicationRecorder):
+class OpenedReads(KeyAccess):
+    """What both recorders share: their reads open sealed states (or show them erased),
+    and their key rows are read in a transaction of their own."""
+
+    datastore: Any
+
+    def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        with self.datastore.transaction(commit=False) as cursor:
+            return self.select_keys(cursor, subjects)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        page = super().select_notifications(  # type: ignore[misc]
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return self.open_notifications(page)
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        events = super().select_events(  # type: ignore[misc]
+            originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+        )
+        return self.open_events(events)
+
+
+class ChainedSQLiteApplicationRecorder(OpenedReads, SQLiteApplicationRecorder):
     """SQLite's recorder, writing the chain rows of every insert in its transaction, and
     sealing personal fields with keys of the same transaction (``commands/sealing.py``)."""
 
@@ -101,36 +140,6 @@ class ChainedSQLiteApplicationRecorder(KeyAccess, SQLiteApplicationRecorder):
             [(s,) for s in subjects],
         )
 
-    def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
-        with self.datastore.transaction(commit=False) as cursor:
-            return self.select_keys(cursor, subjects)
-
-    def select_notifications(
-        self,
-        start: int | None,
-        limit: int,
-        stop: int | None = None,
-        topics: Sequence[str] = (),
-        *,
-        inclusive_of_start: bool = True,
-    ) -> Sequence[Notification]:
-        page = super().select_notifications(
-            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
-        )
-        return self.open_notifications(page)
-
-    def select_events(
-        self,
-        originator_id: UUID | str,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        events = super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        return self.open_events(events)
-
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -153,7 +162,7 @@ class ChainedSQLiteApplicationRecorder(KeyAccess, SQLiteApplicationRecorder):
         return positions
 
 
-class ChainedPostgresApplicationRecorder(KeyAccess, PostgresApplicationRecorder):
+class ChainedPostgresApplicationRecorder(OpenedReads, PostgresApplicationRecorder):
     """PostgreSQL's recorder, writing the chain rows of every insert in its transaction,
     while it holds the events table's lock; sealing personal fields first
     (``commands/sealing.py``: a key made for a new contact is committed just before its
@@ -220,36 +229,6 @@ class ChainedPostgresApplicationRecorder(KeyAccess, PostgresApplicationRecorder)
 
     def destroy_keys(self, cursor: Any, subjects: Sequence[str]) -> None:
         cursor.execute(self._destroy_keys, (list(subjects),))
-
-    def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
-        with self.datastore.transaction(commit=False) as cursor:
-            return self.select_keys(cursor, subjects)
-
-    def select_notifications(
-        self,
-        start: int | None,
-        limit: int,
-        stop: int | None = None,
-        topics: Sequence[str] = (),
-        *,
-        inclusive_of_start: bool = True,
-    ) -> Sequence[Notification]:
-        page = super().select_notifications(
-            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
-        )
-        return self.open_notifications(page)
-
-    def select_events(
-        self,
-        originator_id: UUID | str,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        events = super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        return self.open_events(events)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
