@@ -108,7 +108,7 @@ def register_account(cmd: RegisterAccount, crm: Crm, ctx: Context) -> Decision:
     owner_id = owner_or_actor(cmd.owner_id, ctx)
     authorize(cmd, ctx, owner_id, None)
     check_user(crm, owner_id)
-    parent = load_ref(crm, Account, cmd.parent_id) if cmd.parent_id else None
+    parent = load_ref(crm, Account, cmd.parent_id, ctx.actor) if cmd.parent_id else None
     account = new_account(cmd, owner_id, parent)
     return Decision(account, created={"account_id": account.id})
 
@@ -138,7 +138,7 @@ def reassign_account(cmd: ReassignAccount, crm: Crm, ctx: Context) -> Decision:
 
 def move_account(cmd: MoveAccount, crm: Crm, ctx: Context) -> Decision:
     account = load_permitted(crm, Account, cmd.account_id, cmd, ctx)
-    parent = load_ref(crm, Account, cmd.parent_id) if cmd.parent_id else None
+    parent = load_ref(crm, Account, cmd.parent_id, ctx.actor) if cmd.parent_id else None
     # Read the hierarchy's version before the ancestry: a move committed in between
     # then makes our save conflict instead of deciding on a stale tree.
     hierarchy = crm.find(Hierarchy, hierarchy_id()) or Hierarchy()

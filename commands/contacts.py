@@ -145,7 +145,7 @@ def create_contact(cmd: CreateContact, crm: Crm, ctx: Context) -> Decision:
     owner_id = owner_or_actor(cmd.owner_id, ctx)
     authorize(cmd, ctx, owner_id, None)
     check_user(crm, owner_id)
-    check_account(crm, cmd.account_id)
+    check_account(crm, cmd.account_id, ctx.actor)
     contact = new_contact(cmd, owner_id)
     keys = claim_emails(crm, contact.id, contact.emails)
     return Decision(contact, others=keys, created={"contact_id": contact.id})
@@ -171,7 +171,7 @@ def update_contact(cmd: UpdateContact, crm: Crm, ctx: Context) -> Decision:
 
 def link_contact_to_account(cmd: LinkContactToAccount, crm: Crm, ctx: Context) -> Decision:
     contact = load_permitted(crm, Contact, cmd.contact_id, cmd, ctx)
-    check_account(crm, cmd.account_id)
+    check_account(crm, cmd.account_id, ctx.actor)
     contact.link_account(cmd.account_id)
     return Decision(contact)
 

@@ -126,9 +126,9 @@ def open_deal(cmd: OpenDeal, crm: Crm, ctx: Context) -> Decision:
     owner_id = owner_or_actor(cmd.owner_id, ctx)
     authorize(cmd, ctx, owner_id, None)
     check_user(crm, owner_id)
-    check_account(crm, cmd.account_id)
-    check_refs(crm, Contact, cmd.contact_ids)
-    pipeline = load_ref(crm, Pipeline, cmd.pipeline_id)
+    check_account(crm, cmd.account_id, ctx.actor)
+    check_refs(crm, Contact, cmd.contact_ids, ctx.actor)
+    pipeline = load_ref(crm, Pipeline, cmd.pipeline_id, ctx.actor)
     deal = new_deal(cmd, owner_id, pipeline)
     return Decision(deal, created={"deal_id": deal.id})
 
@@ -153,7 +153,7 @@ def update_deal(cmd: UpdateDeal, crm: Crm, ctx: Context) -> Decision:
     if "expected_close_date" in given:
         deal.change_close_date(cmd.expected_close_date)
     if cmd.contact_ids is not None:
-        check_refs(crm, Contact, cmd.contact_ids)
+        check_refs(crm, Contact, cmd.contact_ids, ctx.actor)
         deal.change_contacts(cmd.contact_ids)
     return Decision(deal)
 

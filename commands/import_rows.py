@@ -42,6 +42,7 @@ from domain.deal import Deal
 from domain.errors import DomainError
 from domain.index import UniqueKey
 from domain.interaction import Interaction
+from domain.ownership import check_readable
 from domain.pipeline import Pipeline
 from domain.user import User
 from domain.values import key_id, normalize_email
@@ -186,9 +187,12 @@ class Lookup:
         """The id of the ``kind`` record named ``value`` (external id first, then id)."""
         cls = KINDS[kind]
         for candidate in candidates(kind, value):
-            if candidate in self.imported[kind] or isinstance(
-                self.pending.get(candidate) or self.loaded.get(candidate), cls
-            ):
+            if candidate in self.imported[kind] or isinstance(self.pending.get(candidate), cls):
+                return candidate
+            stored = self.loaded.get(candidate)
+            if isinstance(stored, cls):
+                # A stored record: linked only if the actor may read it (as for POST).
+                check_readable(self.ctx.actor, stored)
                 return candidate
         line = self.refused.get((kind, value))
         if line is not None:

@@ -103,13 +103,17 @@ class RetractInteraction(Retraction):
 
 
 def check_links(
-    crm: Crm, contact_ids: list[UUID], account_id: UUID | None, deal_id: UUID | None
+    crm: Crm,
+    contact_ids: list[UUID],
+    account_id: UUID | None,
+    deal_id: UUID | None,
+    ctx: Context,
 ) -> None:
-    check_refs(crm, Contact, contact_ids)
+    check_refs(crm, Contact, contact_ids, ctx.actor)
     if account_id is not None:
-        load_ref(crm, Account, account_id)
+        load_ref(crm, Account, account_id, ctx.actor)
     if deal_id is not None:
-        load_ref(crm, Deal, deal_id)
+        load_ref(crm, Deal, deal_id, ctx.actor)
 
 
 def new_interaction(cmd: LogInteraction, ctx: Context, id: UUID | None = None) -> Interaction:
@@ -130,7 +134,7 @@ def new_interaction(cmd: LogInteraction, ctx: Context, id: UUID | None = None) -
 def log_interaction(cmd: LogInteraction, crm: Crm, ctx: Context) -> Decision:
     # An interaction is whoever logs it's: the actor's own.
     authorize(cmd, ctx, ctx.actor.user_id, None)
-    check_links(crm, cmd.contact_ids, cmd.account_id, cmd.deal_id)
+    check_links(crm, cmd.contact_ids, cmd.account_id, cmd.deal_id, ctx)
     interaction = new_interaction(cmd, ctx)
     return Decision(interaction, created={"interaction_id": interaction.id})
 
@@ -148,6 +152,7 @@ def correct_interaction(cmd: CorrectInteraction, crm: Crm, ctx: Context) -> Deci
         changes.get("contact_ids") or [],
         changes.get("account_id"),
         changes.get("deal_id"),
+        ctx,
     )
     interaction.correct(changes, now=ctx.now)
     return Decision(interaction)

@@ -1,5 +1,5 @@
 """Loading helpers shared by the handlers: the target with its expected version,
-referenced records that must exist."""
+referenced records that must exist and that the actor may read."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from commands.app import Crm
 from commands.context import Context, Payload, authorize
 from commands.errors import ConflictError, NotFoundError, UnknownReferenceError
 from domain.account import Account
-from domain.ownership import owner_of
+from domain.ownership import check_readable, owner_of
+from domain.roles import Authority
 from domain.user import User
 from domain.values import Removable
 
@@ -39,8 +40,18 @@ def load_permitted(crm: Crm, cls: type[A], record_id: UUID, cmd: Payload, ctx: C
     return aggregate
 
 
-def load_ref(crm: Crm, cls: type[A], record_id: UUID) -> A:
-    """A record that a command refers to in its body; it must exist and not be removed."""
+def load_ref(crm: Crm, cls: type[A], record_id: UUID, reader: Authority) -> A:
+    """A record that a command refers to in its body; it must exist, not be removed, and
+    be within ``reader``'s read scope (403 otherwise): linking a record one may not read
+    would show it, e.g. a contact's name on one's own deal's timeline. Kinds outside the
+    permission table (users, custom roles) are only required to exist."""
+    aggregate = load_existing(crm, cls, record_id)
+    check_readable(reader, aggregate)
+    return aggregate
+
+
+def load_existing(crm: Crm, cls: type[A], record_id: UUID) -> A:
+    """A record named in a command's body that must exist and not be removed."""
     try:
         aggregate = crm.load(cls, record_id)
     except NotFoundError as error:
@@ -57,15 +68,17 @@ def check_not_removed(aggregate: Aggregate) -> None:
 
 def check_user(crm: Crm, user_id: UUID) -> None:
     """An owner or assignee must be an active user."""
-    user = load_ref(crm, User, user_id)
+    user = load_existing(crm, User, user_id)
     user.check_active()
 
 
-def check_account(crm: Crm, account_id: UUID | None) -> None:
+def check_account(crm: Crm, account_id: UUID | None, reader: Authority) -> None:
     if account_id is not None:
-        load_ref(crm, Account, account_id).check_not_archived()
+        load_ref(crm, Account, account_id, reader).check_not_archived()
 
 
-def check_refs(crm: Crm, cls: type[Aggregate], ids: list[UUID] | tuple[UUID, ...]) -> None:
+def check_refs(
+    crm: Crm, cls: type[Aggregate], ids: list[UUID] | tuple[UUID, ...], reader: Authority
+) -> None:
     for record_id in ids:
-        load_ref(crm, cls, record_id)
+        load_ref(crm, cls, record_id, reader)

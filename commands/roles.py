@@ -10,7 +10,7 @@ from pydantic import Field
 
 from commands.app import Crm
 from commands.context import Context, Decision, Payload
-from commands.loading import load_ref, load_target
+from commands.loading import load_existing, load_target
 from domain.custom_role import CustomRole, parse_grants
 from domain.index import UniqueKey
 from domain.permissions import Action, Resource, Scope
@@ -67,11 +67,11 @@ def create_custom_role(cmd: CreateCustomRole, crm: Crm, ctx: Context) -> Decisio
 
 def grant_custom_role(cmd: GrantCustomRole, crm: Crm, ctx: Context) -> Decision:
     user = load_target(crm, User, cmd.user_id, ctx)
-    user.grant_custom_role(load_ref(crm, CustomRole, cmd.role_id), by=ctx.actor)
+    user.grant_custom_role(load_existing(crm, CustomRole, cmd.role_id), by=ctx.actor)
     return Decision(user)
 
 
 def revoke_custom_role(cmd: RevokeCustomRole, crm: Crm, ctx: Context) -> Decision:
     user = load_target(crm, User, cmd.user_id, ctx)
-    user.revoke_custom_role(load_ref(crm, CustomRole, cmd.role_id), by=ctx.actor)
+    user.revoke_custom_role(load_existing(crm, CustomRole, cmd.role_id), by=ctx.actor)
     return Decision(user)

@@ -68,7 +68,7 @@ def create_task(cmd: CreateTask, crm: Crm, ctx: Context) -> Decision:
     authorize(cmd, ctx, assignee_id, None)
     check_user(crm, assignee_id)
     if cmd.linked_kind is not None and cmd.linked_id is not None:
-        load_ref(crm, LINKABLE[cmd.linked_kind], cmd.linked_id)
+        load_ref(crm, LINKABLE[cmd.linked_kind], cmd.linked_id, ctx.actor)
     task = Task.create(
         title=cmd.title,
         assignee_id=assignee_id,

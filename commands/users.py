@@ -11,7 +11,7 @@ from pydantic import EmailStr, Field
 
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
-from commands.loading import load_ref, load_target
+from commands.loading import load_existing, load_target
 from commands.tokens import NewToken, new_token
 from domain.custom_role import CustomRole
 from domain.index import UniqueKey
@@ -169,7 +169,7 @@ def authority_of(crm: Crm, user: User) -> Authority:
 def assign_manager(cmd: AssignManager, crm: Crm, ctx: Context) -> Decision:
     user = load_target(crm, User, cmd.user_id, ctx)
     previous = user.manager_id
-    manager = load_ref(crm, User, cmd.manager_id) if cmd.manager_id else None
+    manager = load_existing(crm, User, cmd.manager_id) if cmd.manager_id else None
     user.assign_manager(manager, reports_of(crm, user.id), by=ctx.actor)
     others: list[Team] = []
     if user.manager_id != previous:

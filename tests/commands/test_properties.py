@@ -78,7 +78,7 @@ from domain.interaction import (
     InteractionKind,
     InteractionRetractedError,
 )
-from domain.ownership import owner_of
+from domain.ownership import owner_of, ownership_of
 from domain.permissions import Action, DeniedError, Resource, may
 from domain.pipeline import DuplicateStageNameError, Pipeline, UnknownStageError
 from domain.roles import Authority, EscalationError, ReadOnlyError, Role, SelfRoleChangeError
@@ -99,6 +99,9 @@ A = TypeVar("A", bound=Aggregate)
 SYSTEM = -1
 #: Who acts: -1 is the system authority (the operator at the command line), n the
 #: n-th active user in order of invitation (wrapping around).
+#: Fields of a command's body that link it to other records (which the actor must be
+#: allowed to read).
+LINK_FIELDS = {"contact_ids", "account_id", "deal_id", "parent_id", "linked_id"}
 ACTORS = st.sampled_from([SYSTEM, 0, 1, 2, 3, 4, 5])
 USER_EMAILS = st.sampled_from(
     ["ann@example.com", "Ann@Example.COM", "ben@example.org", "cleo@example.net", "dev@example.io"]
@@ -382,7 +385,23 @@ class CrmMachine(RuleBasedStateMachine):
             owners = [owner_of(record) if record is not None else None]
             if new_owner is not None:
                 owners.append(new_owner)
-        return not all(may(actor, resource, action, owner) for owner in owners)
+        if not all(may(actor, resource, action, owner) for owner in owners):
+            return True
+        # Every record the command links to must be one the actor may read.
+        for linked in self.links(command, resource):
+            owned = ownership_of(linked)
+            if owned is not None and not may(actor, owned[0], Action.READ, owned[1]):
+                return True
+        return False
+
+    def links(self, command: Payload, resource: Resource) -> list[Aggregate]:
+        """The stored records ``command``'s body links to (not the record it is about)."""
+        ids: list[UUID] = []
+        for name in command.model_fields_set:
+            value = getattr(command, name)
+            if name in LINK_FIELDS and name != f"{resource.value}_id" and value is not None:
+                ids.extend(value if isinstance(value, list) else [value])
+        return [self.crm.live[i] for i in ids if i in self.crm.live]
 
     def attempt(self, command: Payload, ctx: Context) -> Receipt | DomainError | CommandError:
         try:
