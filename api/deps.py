@@ -115,10 +115,11 @@ def command_context(
         Header(pattern=REQUEST_ID_PATTERN, description="recorded with the events"),
     ] = None,
 ) -> Context:
-    # Every command goes through here: each token's writes are limited (429) before
-    # anything is decided.
+    # Every command goes through here: each user's writes are limited (429) before
+    # anything is decided. Keyed by the user, not the token: all of a user's tokens
+    # share one allowance, so minting a fresh token does not refill it.
     limits: TokenBuckets = request.app.state.write_limits
-    limits.take(str(request.state.token_id))
+    limits.take(str(actor.user_id))
     return Context(
         actor=actor,
         source="api",

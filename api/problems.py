@@ -156,9 +156,10 @@ def route_template(request: Request) -> str:
 def record_refusal(request: Request, error: NotPermittedError, request_id: str) -> None:
     """Record a refusal of an authenticated caller for auditors (``commands/denials.py``).
 
-    Never raises: the 403 goes out whatever happens here. Each token's refusals are
-    recorded at a bounded rate (``denial_limits``): a client flooding refusals fills no
-    disk; what is dropped is logged as a count-free warning (no token, no ids)."""
+    Never raises: the 403 goes out whatever happens here. Each user's refusals are
+    recorded at a bounded rate (``denial_limits``, shared by all of the user's tokens): a
+    client flooding refusals fills no disk; what is dropped is logged as a count-free
+    warning (no token, no ids)."""
     try:
         token_id = getattr(request.state, "token_id", None)
         token = request.headers.get("authorization", "").partition(" ")[2]
@@ -167,9 +168,9 @@ def record_refusal(request: Request, error: NotPermittedError, request_id: str) 
             return  # refused before anyone was authenticated: nobody to attribute it to
         limits: TokenBuckets = request.app.state.denial_limits
         try:
-            limits.take(str(token_id))
+            limits.take(str(actor_id))
         except RateLimitedError:
-            log.warning("a refusal was not recorded: its token is over the recording rate")
+            log.warning("a refusal was not recorded: its user is over the recording rate")
             return
         operation = f"{request.method} {route_template(request)}"
         record_denial(request.app.state.crm, error, actor_id, request_id, operation)

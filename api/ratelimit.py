@@ -1,9 +1,10 @@
-"""Rate limiting of writes, per API token: a token bucket each.
+"""Rate limiting of writes, per user (all of a user's API tokens together): a token
+bucket each, so that minting another token does not buy more writes.
 
-A token may send ``burst`` commands at once and ``rate`` a second after that; one more
+A user may send ``burst`` commands at once and ``rate`` a second after that; one more
 is refused with 429 and ``Retry-After`` (the seconds until the bucket holds a command
 again), before anything is decided or written. Reads are not limited. The buckets live
-in the serving process (one per token that wrote lately; an idle one is forgotten once
+in the serving process (one per user who wrote lately; an idle one is forgotten once
 it is full again), so with several API processes each limits on its own.
 """
 
@@ -16,15 +17,15 @@ from time import monotonic
 
 
 class RateLimitedError(Exception):
-    """Raised when a token has used up its writes for now (429)."""
+    """Raised when a user has used up their writes for now (429)."""
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(f"too many writes with this token; retry after {self.retry_after} s")
+        super().__init__(f"too many writes by this user; retry after {self.retry_after} s")
 
 
 class TokenBuckets:
-    """One bucket per key (a token id): ``burst`` commands at most, refilled at ``rate``
+    """One bucket per key (a user id): ``burst`` commands at most, refilled at ``rate``
     a second. ``rate`` 0 turns limiting off."""
 
     #: Buckets are swept of full ones when there are more than this many.

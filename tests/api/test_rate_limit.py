@@ -1,6 +1,6 @@
-"""Writes are limited per API token (429 problem+json with Retry-After, nothing
-written); reads are not; one token's limit leaves others alone. The buckets' refill
-arithmetic is tested with a fake clock."""
+"""Writes are limited per user, all of their API tokens together (429 problem+json with
+Retry-After, nothing written); reads are not; one user's limit leaves others alone. The
+buckets' refill arithmetic is tested with a fake clock."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from api.deps import command_context
 from api.ratelimit import RateLimitedError, TokenBuckets
 from api.settings import Settings
 from commands.app import Crm
+from commands.handlers import execute
+from commands.users import IssueToken
 from domain.roles import Role
 from tests.conftest import Person, invite
 from tests.services import serving
@@ -33,7 +35,7 @@ def client(base_url: str, person: Person) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers=headers, timeout=30)
 
 
-def test_a_token_past_its_burst_gets_429_and_nothing_is_written(
+def test_a_user_past_their_burst_gets_429_and_nothing_is_written(
     limited: str, crm: Crm, owner: Person
 ) -> None:
     other = invite(crm, "other@example.com", Role.ADMIN)
@@ -47,9 +49,23 @@ def test_a_token_past_its_burst_gets_429_and_nothing_is_written(
         assert refused.json()["type"] == "/problems/rate-limited"
         assert int(refused.headers["Retry-After"]) >= 1
         assert crm.position() == head  # the refused command wrote nothing
-        # Reads are not limited; another token has its own bucket.
+        # Reads are not limited; another user has their own bucket.
         assert api.get("/users/me").status_code == 200
         assert second.post("/accounts", json={"name": "Someone else"}).status_code == 201
+
+
+def test_a_fresh_token_does_not_refill_its_users_allowance(
+    limited: str, crm: Crm, owner: Person
+) -> None:
+    spare = execute(crm, IssueToken(user_id=owner.user.id, label="spare"), owner.ctx)
+    second = Person(owner.user, spare.shown_once["token"])
+    with client(limited, owner) as api, client(limited, second) as other_token:
+        for n in range(3):
+            assert api.post("/accounts", json={"name": f"Burst {n}"}).status_code == 201
+        head = crm.position()
+        refused = other_token.post("/accounts", json={"name": "Through another token"})
+        assert refused.status_code == 429, refused.text
+        assert crm.position() == head
 
 
 def test_every_write_route_goes_through_the_limit() -> None:
