@@ -317,8 +317,9 @@ class Lane:
 
 
 def make_lanes(history: History, threads: int) -> list[Lane]:
-    """One lane per thread, acting as a rep on that rep's own deals and tasks (what the
-    permission table lets a rep change); threads acting as the same rep split them."""
+    """One lane per thread, acting as a rep on that rep's own deals, tasks and contacts
+    (what the permission table lets a rep change or link); threads acting as the same
+    rep split them."""
     reps = history.reps
     lanes = []
     for i in range(threads):
@@ -335,12 +336,14 @@ def make_lanes(history: History, threads: int) -> list[Lane]:
             if d.owner_id == rep.id
         ]
         tasks = [t.id for t in history.open_tasks if t.assignee_id == rep.id]
+        # Interactions link the rep's own contacts: a rep may link only what they read.
+        contacts = [c.id for c in history.contacts if c.owner_id == rep.id]
         lanes.append(
             Lane(
                 rep.authority,
                 deals[k::n],
                 tasks[k::n],
-                [c.id for c in history.contacts][i::threads],
+                contacts[k::n],
                 [a.id for a in history.accounts][i::threads],
             )
         )
