@@ -28,6 +28,7 @@ from commands.errors import (
     StoreUnavailableError,
     UnauthenticatedError,
     UnknownReferenceError,
+    UnsealedHistoryError,
 )
 from commands.revert import UnknownBatchError
 from commands.tokens import user_id_of
@@ -86,6 +87,7 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (UnknownBatchError, 404, "not-found"),
     (RecordNotFoundError, 404, "not-found"),
     (UnauthenticatedError, 401, "unauthenticated"),
+    (UnsealedHistoryError, 409, "unsealed-history"),
     (ConflictError, 409, "conflict"),
     (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
     (StoreUnavailableError, 503, "store-unavailable"),

@@ -29,6 +29,7 @@ from commands.chain import ChainedPostgresApplicationRecorder, ChainedSQLiteAppl
 from commands.errors import ConflictError, NotFoundError, StoreUnavailableError
 from commands.group_commit import GroupCommitter
 from commands.persistence import CrmMapper, Meta, register_transcodings, save_meta
+from commands.sealing import KeyAccess
 from domain.account import Account
 from domain.contact import Contact
 from domain.deal import Deal
@@ -130,6 +131,12 @@ class Crm(Application[UUID]):
             if aggregate is not None:
                 processing.events.extend(aggregate.collect_events())
                 processing.aggregates[aggregate.id] = aggregate
+        erased = [a.id for a in aggregates if isinstance(a, Contact) and a.erased]
+        if erased:
+            # Before the erasure is stored, not after: a failure here leaves nothing
+            # half-done (the erasure is not stored; a retry does it all), and contacts
+            # get no new snapshots, so none can appear once the key is gone.
+            self.shred_snapshots(erased)
         try:
             with save_meta(meta):
                 stored = [self.mapper.to_stored_event(e) for e in processing.events]
@@ -154,9 +161,6 @@ class Crm(Application[UUID]):
             for domain_event, s, position in zip(processing.events, stored, positions, strict=True)
         ]
         self._snapshot(processing)
-        erased = [e.originator_id for e in processing.events if isinstance(e, Contact.Erased)]
-        if erased:
-            self.shred_snapshots(erased)
         for listener in self.commit_listeners:
             listener()
         return recordings
@@ -183,8 +187,8 @@ class Crm(Application[UUID]):
 
     def shred_snapshots(self, record_ids: list[UUID]) -> None:
         """Delete the snapshots of erased contacts (taken before contacts stopped getting
-        any): they hold the personal fields in plain. Also run by ``crm erase-contact``
-        again, should a crash have come between the erasure and this."""
+        any): they hold the personal fields in plain. Run by every save of an erased
+        contact (:meth:`save_with`), also an erasure run again, which saves nothing."""
         if self.snapshots is None:
             return
         recorder = self.snapshots.recorder
@@ -221,6 +225,15 @@ class Crm(Application[UUID]):
             return self.load(cls, record_id)
         except NotFoundError:
             return None
+
+    def unsealed_versions(self, contact_id: UUID) -> list[int]:
+        """The versions of the contact's events stored with personal values in plain."""
+        recorder = self.recorder
+        assert isinstance(recorder, KeyAccess)
+        try:
+            return recorder.unsealed_versions(contact_id)
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError("the event store is unavailable") from error
 
     def position(self) -> int:
         """The global position of the newest event in the store (0 when empty)."""

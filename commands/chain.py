@@ -66,6 +66,10 @@ class OpenedReads(KeyAccess):
         with self.datastore.transaction(commit=False) as cursor:
             return self.select_keys(cursor, subjects)
 
+    def stored_events(self, originator_id: UUID) -> Sequence[StoredEvent]:
+        events: Sequence[StoredEvent] = super().select_events(originator_id)  # type: ignore[misc]
+        return events
+
     def select_notifications(
         self,
         start: int | None,

@@ -10,9 +10,9 @@ from pydantic import EmailStr, Field
 from commands.accounts import owner_or_actor
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, Removal, authorize
-from commands.errors import ConflictError
+from commands.errors import ConflictError, UnsealedHistoryError
 from commands.loading import check_account, check_user, load_permitted
-from domain.contact import EMAIL_SCOPE, Contact, LifecycleStage
+from domain.contact import EMAIL_SCOPE, ERASURE_REFERENCE, Contact, ErasureBasis, LifecycleStage
 from domain.errors import InvalidValueError
 from domain.index import UniqueKey
 from domain.permissions import Action, Resource
@@ -101,15 +101,15 @@ def claim_email_keys(
     key of an id, or None). Every key is checked before any is claimed: a refusal leaves
     the keys found unchanged."""
     found = [(email, find(key_id(EMAIL_SCOPE, email))) for email in emails]
-    for _, existing in found:
+    for email, existing in found:
         if existing is not None:
-            existing.check_free_for(contact_id)
+            existing.check_free_for(contact_id, email)
     keys = []
     for email, key in found:
         if key is None:
             key = UniqueKey(scope=EMAIL_SCOPE, key=email, holder_id=contact_id)
         else:
-            key.claim(contact_id)
+            key.claim(contact_id, email)
         keys.append(key)
     return keys
 
@@ -214,7 +214,19 @@ def remove_contact(cmd: RemoveContact, crm: Crm, ctx: Context) -> Decision:
     return Decision(contact, others=release_emails(crm, contact.id, emails))
 
 
-class EraseContact(Removal):
+class Erasure(Payload):
+    """Why a contact is erased: the ground of GDPR art. 17(1) and the ticket of the
+    request, never free text (the erasure's event is stored in plain, as its evidence)."""
+
+    basis: ErasureBasis = Field(description="the ground of art. 17(1) the erasure rests on")
+    reference: str | None = Field(
+        default=None,
+        pattern=ERASURE_REFERENCE,
+        description="the ticket of the request, e.g. GDPR-42",
+    )
+
+
+class EraseContact(Erasure):
     PERMIT = (Resource.CONTACT, Action.ERASE)
 
     contact_id: UUID
@@ -223,13 +235,31 @@ class EraseContact(Removal):
 def erase_contact(cmd: EraseContact, crm: Crm, ctx: Context) -> Decision:
     """GDPR erasure (the table's ``erase``: Owners and Admins): ``Contact.Erased`` is stored
     in the same transaction that destroys the contact's data key (``commands/sealing.py``),
-    with its e-mail addresses freed; its snapshots go after. A removed contact can be
-    erased."""
+    with its e-mail addresses freed; its snapshots go just before (``Crm.save_with``). A
+    removed contact can be erased. Erasing an erased contact appends nothing and succeeds
+    (with any snapshot left over shredded): a retry finishes the job, whatever version it
+    expected. A contact with personal fields stored in plain (from before sealing) is
+    refused: destroying its key could not erase them."""
     contact = crm.load(Contact, cmd.contact_id)
     authorize(cmd, ctx, contact.owner_id, contact.id)
-    if ctx.expected_version is not None and contact.version != ctx.expected_version:
-        raise ConflictError(
-            f"expected version {ctx.expected_version}, but the record is at {contact.version}"
-        )
-    emails = contact.erase(cmd.reason)
+    if not contact.erased:
+        if ctx.expected_version is not None and contact.version != ctx.expected_version:
+            raise ConflictError(
+                f"expected version {ctx.expected_version}, but the record is at {contact.version}"
+            )
+        check_all_sealed(crm, contact.id)
+    emails = contact.erase(cmd.basis, cmd.reference)
     return Decision(contact, others=release_emails(crm, contact.id, emails))
+
+
+def check_all_sealed(crm: Crm, contact_id: UUID) -> None:
+    unsealed = crm.unsealed_versions(contact_id)
+    if unsealed:
+        versions = ("version " if len(unsealed) == 1 else "versions ") + ", ".join(
+            map(str, unsealed)
+        )
+        raise UnsealedHistoryError(
+            f"contact {contact_id} cannot be erased: its events at {versions} hold personal "
+            "fields in plain (stored before sealing existed), which destroying its key "
+            "cannot erase; nothing was done"
+        )

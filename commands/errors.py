@@ -23,6 +23,16 @@ class ConflictError(CommandError):
     concurrent writer got there first. Nothing was written."""
 
 
+class UnsealedHistoryError(ConflictError):
+    """Raised when a contact to erase has personal fields stored in plain (events from
+    before sealing existed), which destroying its key cannot erase."""
+
+
+class ErasedRequestError(ConflictError):
+    """Raised when an Idempotency-Key comes back for a request about a contact since
+    erased: its sealed fingerprint no longer opens, so the retry cannot be matched."""
+
+
 class IdempotencyKeyReusedError(CommandError):
     """Raised when an Idempotency-Key is sent again with a different command."""
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from commands import accounts, contacts, deals, interactions, pipelines, roles, tasks, users
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, Permit, Receipt
 from commands.errors import CommandError, ConflictError
 from commands.idempotency import MAX_KEY_LENGTH, IdempotencyRecord, fingerprint, record_id
+from domain.contact import Contact
 from domain.errors import DomainError, InvalidValueError
 
 Handler = Callable[[Any, Crm, Context], Decision]
@@ -100,7 +102,11 @@ def execute(crm: Crm, command: Payload, ctx: Context) -> Receipt:
         return replay
     try:
         return _decide_and_save(
-            crm, handler, command, ctx, lambda decision: _record(actor, key, request, decision)
+            crm,
+            handler,
+            command,
+            ctx,
+            lambda decision: _record(actor, key, request, command, decision),
         )
     except (DomainError, CommandError):
         # A concurrent retry may have committed first: then its reply is ours.
@@ -131,7 +137,9 @@ def _decide_and_save(
     )
 
 
-def _record(actor: str, key: str, request: str, decision: Decision) -> IdempotencyRecord:
+def _record(
+    actor: str, key: str, request: str, command: Payload, decision: Decision
+) -> IdempotencyRecord:
     return IdempotencyRecord(
         actor=actor,
         key=key,
@@ -139,7 +147,18 @@ def _record(actor: str, key: str, request: str, decision: Decision) -> Idempoten
         target_id=decision.target.id,
         target_version=decision.target.version,
         created=decision.created,
+        subject_id=_sealed_for(command, decision),
     )
+
+
+def _sealed_for(command: Payload, decision: Decision) -> UUID | None:
+    """The contact under whose key the fingerprint of ``command`` is sealed: the one it
+    is about. Not the erasure's own: it carries nothing personal (id, basis, ticket),
+    and sealed under the key it destroys, its retry could never be matched."""
+    target = decision.target
+    if isinstance(target, Contact) and not isinstance(command, contacts.EraseContact):
+        return target.id
+    return None
 
 
 def _replay(crm: Crm, actor: str, key: str, request: str) -> Receipt | None:

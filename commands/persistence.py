@@ -27,7 +27,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from domain.contact import LifecycleStage
+from domain.contact import ErasureBasis, LifecycleStage
 from domain.deal import DealStatus
 from domain.errors import InvalidValueError
 from domain.interaction import CallOutcome, InteractionKind
@@ -152,6 +152,7 @@ class StageAsDict(Transcoding):
 STORED_ENUMS: tuple[type[Enum], ...] = (
     Role,
     LifecycleStage,
+    ErasureBasis,
     DealStatus,
     InteractionKind,
     CallOutcome,

@@ -61,7 +61,7 @@ def create_custom_role(cmd: CreateCustomRole, crm: Crm, ctx: Context) -> Decisio
     if key is None:
         key = UniqueKey(scope=ROLE_NAME_SCOPE, key=name, holder_id=role.id)
     else:
-        key.claim(role.id)
+        key.claim(role.id, name)
     return Decision(role, others=[key], created={"role_id": role.id})
 
 

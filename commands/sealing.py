@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
 from domain.privacy import (
     PERSONAL,
+    SEALED,
     event_name,
     may_carry_personal,
     new_key,
@@ -64,6 +66,10 @@ class KeyAccess:
         raise NotImplementedError
 
     def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        raise NotImplementedError
+
+    def stored_events(self, originator_id: UUID) -> Sequence[StoredEvent]:
+        """The record's events as stored (sealed states left sealed)."""
         raise NotImplementedError
 
     # What the recorders call
@@ -106,6 +112,19 @@ class KeyAccess:
                 state=orjson.dumps(seal(state, subject, stored.topic, key)),
             )
         return sealed
+
+    def unsealed_versions(self, contact_id: UUID) -> list[int]:
+        """The versions of the contact's events that hold personal values in plain: written
+        before sealing existed, they outlive its key (an empty value holds nothing)."""
+        versions = []
+        for stored in self.stored_events(contact_id):
+            fields = PERSONAL.get(_name(stored)) if may_carry_personal(stored.topic) else None
+            if not fields:
+                continue
+            state = orjson.loads(stored.state)
+            if SEALED not in state and any(state.get(name) for name in fields):
+                versions.append(stored.originator_version)
+        return versions
 
     def shred_erased(self, cursor: Any, events: Iterable[StoredEvent]) -> None:
         """Destroy the keys of contacts erased by ``events``, in their transaction."""

@@ -110,7 +110,7 @@ def invite_user(cmd: InviteUser, crm: Crm, ctx: Context) -> Decision:
     if key is None:
         key = UniqueKey(scope=USER_EMAIL_SCOPE, key=email, holder_id=user.id)
     else:
-        key.claim(user.id)
+        key.claim(user.id, email)
     others: list[UniqueKey | OwnerRoster] = [key]
     if roster.pending_events:
         others.append(roster)

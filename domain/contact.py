@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from enum import Enum
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -26,6 +28,37 @@ class LifecycleStage(Enum):
     EVANGELIST = "evangelist"
     CHURNED = "churned"
     OTHER = "other"
+
+
+class ErasureBasis(Enum):
+    """The ground of GDPR art. 17(1) an erasure rests on: a closed list, so that the
+    record of an erasure cannot carry the person's name the way free text could."""
+
+    NO_LONGER_NECESSARY = "no-longer-necessary"  # (a)
+    CONSENT_WITHDRAWN = "consent-withdrawn"  # (b)
+    OBJECTION = "objection"  # (c)
+    UNLAWFUL_PROCESSING = "unlawful-processing"  # (d)
+    LEGAL_OBLIGATION = "legal-obligation"  # (e)
+    CHILD_SERVICES = "child-services"  # (f) data collected from a child, art. 8(1)
+    #: Erasures recorded before the basis was (their free-text reason is not read back).
+    UNRECORDED = "unrecorded"
+
+
+#: An erasure's reference: a ticket id of the request (``GDPR-42``, ``DSR-20260115``),
+#: short and shaped so that it cannot hold a sentence (a prefix can still spell a word).
+ERASURE_REFERENCE = r"^[A-Z][A-Z0-9]{1,9}-[0-9]{1,12}$"
+_ERASURE_REFERENCE = re.compile(ERASURE_REFERENCE)
+
+
+def check_erasure(basis: ErasureBasis, reference: str | None) -> str | None:
+    if basis is ErasureBasis.UNRECORDED:
+        raise InvalidValueError("an erasure names the ground of art. 17(1) it rests on")
+    if reference is not None and not _ERASURE_REFERENCE.match(reference):
+        raise InvalidValueError(
+            "an erasure's reference is a ticket id such as GDPR-42 (2 to 10 capital letters "
+            "or digits, a hyphen, 1 to 12 digits), not free text"
+        )
+    return reference
 
 
 class ContactError(StateConflictError):
@@ -106,9 +139,21 @@ class Contact(Aggregate, Removable):
 
     class Erased(Aggregate.Event):
         """The contact's data key was destroyed with this event (GDPR erasure): its
-        personal fields read as erased in every event from then on."""
+        personal fields read as erased in every event from then on. It says why with a
+        closed ``basis`` and a ticket ``reference``, never free text: it is stored in
+        plain, as the evidence of the erasure (its subject's key is gone)."""
 
-        reason: str
+        class_version = 2
+        basis: ErasureBasis
+        reference: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 had a free-text reason, which may name the person: it is not
+            # read back (the stored bytes keep it: events are never rewritten).
+            del state["reason"]
+            state["basis"] = ErasureBasis.UNRECORDED
+            state["reference"] = None
 
     @event(Created)
     def __init__(
@@ -281,18 +326,20 @@ class Contact(Aggregate, Removable):
     def _remove(self, reason: str) -> None:
         self.removed = True
 
-    def erase(self, reason: str = "") -> list[str]:
+    def erase(self, basis: ErasureBasis, reference: str | None = None) -> list[str]:
         """Erase the contact's personal data (its key goes with this event); returns its
         e-mail addresses, whose index keys the caller releases in the same save. Also a
-        removed contact can be erased; an erased one cannot be changed any more."""
+        removed contact can be erased; an erased one cannot be changed any more, and
+        erasing it again records nothing (the erasure is done: a retry succeeds)."""
+        reference = check_erasure(basis, reference)
         if self.erased:
-            raise ContactErasedError(f"contact {self.id} was erased")
+            return []
         emails = [] if self.removed else list(self.emails)
-        self._erase(reason=check_removal_reason(reason))
+        self._erase(basis=basis, reference=reference)
         return emails
 
     @event(Erased)
-    def _erase(self, reason: str) -> None:
+    def _erase(self, basis: ErasureBasis, reference: str | None) -> None:
         self.erased = True
         self.removed = True
         # As the contact reloads once its key is gone (see domain/privacy.PERSONAL).

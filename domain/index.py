@@ -4,10 +4,15 @@ The id of a :class:`UniqueKey` is a uuid5 of its scope and key, so two writers
 claiming the same key collide on the same aggregate and version in the store:
 one commits, the other gets a conflict. Saved in the same ``save()`` as the record
 that holds the key (eventsourcing's contentmanagement ``Slug``).
+
+Each event that gives a key a holder states the key: a contact's e-mail address is
+sealed under that contact's data key (``domain/privacy.py``), so the address must not
+be read from the first holder's events, whose key may since have been destroyed.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -27,7 +32,17 @@ class UniqueKey(Aggregate):
         holder_id: UUID | None
 
     class Reclaimed(Aggregate.Event):
+        class_version = 2
         holder_id: UUID
+        #: As ``Claimed``'s: what seals the key under the new holder's data key.
+        scope: str | None
+        key: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 did not repeat the key: it stays as the first claim gave it.
+            state["scope"] = None
+            state["key"] = None
 
     class Released(Aggregate.Event):
         holder_id: UUID
@@ -42,20 +57,25 @@ class UniqueKey(Aggregate):
     def create_id(scope: str, key: str, holder_id: UUID | None = None) -> UUID:
         return key_id(scope, key)
 
-    def check_free_for(self, holder_id: UUID) -> None:
+    def check_free_for(self, holder_id: UUID, key: str) -> None:
+        """Refuse unless the key is free or ``holder_id``'s; ``key`` is the key asked
+        for (the one stored may read ``[erased]``: its first holder was erased)."""
         if self.holder_id is not None and self.holder_id != holder_id:
             # The scope names the kind of holder first: "contact-emails" -> "contact".
             holder = self.scope.partition("-")[0]
-            raise KeyTakenError(f"{self.key} already belongs to another {holder}")
+            raise KeyTakenError(f"{key} already belongs to another {holder}")
 
-    def claim(self, holder_id: UUID) -> None:
-        self.check_free_for(holder_id)
+    def claim(self, holder_id: UUID, key: str) -> None:
+        """Give the key (``key``: as asked for, the key of this id) to ``holder_id``."""
+        self.check_free_for(holder_id, key)
         if self.holder_id != holder_id:
-            self._reclaim(holder_id)
+            self._reclaim(holder_id=holder_id, scope=self.scope, key=key)
 
     @event(Reclaimed)
-    def _reclaim(self, holder_id: UUID) -> None:
+    def _reclaim(self, holder_id: UUID, scope: str | None, key: str | None) -> None:
         self.holder_id = holder_id
+        if key is not None:
+            self.key = key
 
     def release(self, holder_id: UUID) -> None:
         if self.holder_id == holder_id:

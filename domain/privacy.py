@@ -37,6 +37,15 @@ CONTACT_EMAIL_SCOPE = "contact-emails"
 
 CONTACT_TOPIC = "domain.contact:Contact."
 UNIQUE_KEY_CLAIMED = "domain.index:UniqueKey.Claimed"
+UNIQUE_KEY_RECLAIMED = "domain.index:UniqueKey.Reclaimed"
+#: The write side's record of an idempotent command (``commands/idempotency.py``).
+IDEMPOTENCY_RECORDED = "commands.idempotency:IdempotencyRecord.Recorded"
+#: Events about another record that may carry a contact's data, and the field naming it.
+_HELD_FOR: dict[str, str] = {
+    UNIQUE_KEY_CLAIMED: "holder_id",
+    UNIQUE_KEY_RECLAIMED: "holder_id",
+    IDEMPOTENCY_RECORDED: "subject_id",
+}
 
 _NAMES: dict[str, Any] = {"first_name": ERASED, "last_name": ERASED}
 _DETAILS: dict[str, Any] = {**_NAMES, "phones": [], "job_title": None}
@@ -48,6 +57,9 @@ PERSONAL: dict[str, dict[str, Any]] = {
     "Contact.EmailsChanged": {"emails": [], "previous": []},
     "Contact.Removed": {"reason": ERASED},
     "UniqueKey.Claimed": {"key": ERASED},
+    "UniqueKey.Reclaimed": {"key": ERASED},
+    # A hash of the command, which an e-mail address or a name can be guessed against.
+    "IdempotencyRecord.Recorded": {"fingerprint": ERASED},
 }
 
 
@@ -73,16 +85,18 @@ def subject_of(topic: str, originator_hex: str, state: Mapping[str, Any]) -> str
     """The contact whose data the event carries (hex), or None if it carries none."""
     if topic.startswith(CONTACT_TOPIC):
         return originator_hex if event_name(topic) in PERSONAL else None
-    if topic == UNIQUE_KEY_CLAIMED and state.get("scope") == CONTACT_EMAIL_SCOPE:
-        holder = state.get("holder_id")
-        if isinstance(holder, dict):
-            return str(holder["_data_"])
-    return None
+    field = _HELD_FOR.get(topic)
+    if field is None:
+        return None
+    if topic != IDEMPOTENCY_RECORDED and state.get("scope") != CONTACT_EMAIL_SCOPE:
+        return None  # a user's e-mail key, a custom role's name: no contact's data
+    holder = state.get(field)
+    return str(holder["_data_"]) if isinstance(holder, dict) else None
 
 
 def may_carry_personal(topic: str) -> bool:
     """Cheap check on the topic alone, before any JSON is parsed."""
-    return topic.startswith(CONTACT_TOPIC) or topic == UNIQUE_KEY_CLAIMED
+    return topic.startswith(CONTACT_TOPIC) or topic in _HELD_FOR
 
 
 def _aad(subject: str, topic: str) -> bytes:

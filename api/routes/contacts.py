@@ -25,6 +25,7 @@ from commands.contacts import (
     ContactOwnerChange,
     CreateContact,
     EraseContact,
+    Erasure,
     LifecycleChange,
     LinkContactToAccount,
     ReassignContact,
@@ -120,13 +121,16 @@ def remove_contact(
 
 @router.post("/{contact_id}/erasure")
 def erase_contact(
-    contact_id: UUID, reason: RemovalReasonDep, crm: CrmDep, ctx: ContextDep, response: Response
+    contact_id: UUID, body: Erasure, crm: CrmDep, ctx: ContextDep, response: Response
 ) -> Receipt:
     """GDPR erasure (the table's ``erase`` on contacts: Owners and Admins): the contact's
     data key is destroyed with a ``Contact.Erased`` event, so its personal fields read as
     ``[erased]`` everywhere from then on (history, as-of reads, exports, rebuilds); later
-    commands on it get 409."""
-    return run(crm, EraseContact(contact_id=contact_id, reason=reason), ctx, response)
+    commands on it get 409. The body says why: ``basis`` (the ground of art. 17(1)) and
+    an optional ticket ``reference``, never free text. Erasing it again succeeds and
+    appends nothing; a contact stored before sealing existed is refused (409)."""
+    command = EraseContact(contact_id=contact_id, **body.model_dump())
+    return run(crm, command, ctx, response)
 
 
 @router.get("/{contact_id}/subject-access")

@@ -12,15 +12,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
+import orjson
 import pytest
+from eventsourcing.domain import Snapshot
 
 from api.app import create_app
 from api.settings import Settings
 from api.wiring import build_crm, build_read_models
 from commands.app import Crm
+from commands.chain import ChainedPostgresApplicationRecorder
+from commands.contacts import UpdateContact
+from commands.errors import StoreUnavailableError
+from commands.idempotency import fingerprint
+from domain.contact import EMAIL_SCOPE, Contact
+from domain.index import UniqueKey
 from domain.roles import Role
+from domain.values import key_id
 from projections.host import ReadModels
 from projections.registry import PROJECTORS
 from tests.api.test_cli_reads import Site, make_site
@@ -62,8 +72,16 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+@dataclass
+class Served:
+    site: Site
+    crm: Crm
+    reads: ReadModels
+    api: httpx.Client
+
+
 @pytest.fixture
-def erased(site: Site) -> Iterator[Erasure]:
+def served(site: Site) -> Iterator[Served]:
     crm = build_crm(site.settings)
     owner = invite(crm, "owner@example.com", Role.OWNER)
     reads = build_read_models(crm, Settings(), in_memory=True)
@@ -72,50 +90,63 @@ def erased(site: Site) -> Iterator[Erasure]:
     headers = {"Authorization": f"Bearer {owner.token}"}
     try:
         with serving(app) as url, httpx.Client(base_url=url, headers=headers, timeout=30) as api:
-            contact = _ok(
-                api.post(
-                    "/contacts",
-                    json={
-                        "first_name": "Zebulon",
-                        "last_name": "Quixotefield",
-                        "emails": ["zq-secret@example.org"],
-                        "phones": ["+44 7000 123987"],
-                        "job_title": "Chief Mystery Officer",
-                    },
-                )
-            )
-            path = f"/contacts/{contact['id']}"
-            _ok(api.patch(path, json={"last_name": "Moss-Quixote"}))
-            _ok(api.patch(path, json={"emails": ["zq-secret@example.org", "zq-other@example.org"]}))
-            _ok(
-                api.post(
-                    "/interactions/notes",
-                    json={
-                        "occurred_at": "2026-01-02T10:00:00Z",
-                        "contact_ids": [contact["id"]],
-                        "body": "Met at the fair",
-                    },
-                )
-            )
-            # A deal naming the contact among its contacts: its own timeline shows the name.
-            stages = [{"name": "Lead", "probability": 10}]
-            pipeline = _ok(api.post("/pipelines", json={"name": "Sales", "stages": stages}))
-            deal = {"title": "Fair deal", "amount": "10.00", "currency": "EUR"}
-            opened = _ok(api.post("/deals", json={**deal, "pipeline_id": pipeline["id"]}))
-            _ok(api.patch(f"/deals/{opened['id']}", json={"contact_ids": [contact["id"]]}))
-            before = _ok(api.get(path))
-            assert before["last_name"] == "Moss-Quixote"
-            assert reads.wait_for("timeline", crm.position(), 30)
-            deal_timeline = _ok(api.get(f"/timeline/deal/{opened['id']}"))
-            assert "Moss-Quixote" in str(deal_timeline)  # so the scan below can fail
-            assert reads.wait_for("directory", crm.position(), 30)
-            erasure = _ok(api.post(f"{path}/erasure", json={"reason": "art. 17 request"}))
-            for name in PROJECTORS:
-                assert reads.wait_for(name, erasure["position"], 30)
-            yield Erasure(site, crm, reads, api, contact["id"], erasure["position"])
+            yield Served(site, crm, reads, api)
     finally:
         reads.close()
         crm.close()
+
+
+#: What the fixture's erasure gives as its reasons: a closed basis and a ticket.
+ERASURE = {"basis": "consent-withdrawn", "reference": "GDPR-42"}
+#: An idempotent change made before the erasure (its fingerprint is checked after).
+IDEMPOTENT_CHANGE = {"job_title": "Chief Mystery Officer", "phones": ["+44 7000 123987"]}
+
+
+@pytest.fixture
+def erased(served: Served) -> Erasure:
+    crm, reads, api = served.crm, served.reads, served.api
+    contact = _ok(
+        api.post(
+            "/contacts",
+            json={
+                "first_name": "Zebulon",
+                "last_name": "Quixotefield",
+                "emails": ["zq-secret@example.org"],
+                "phones": ["+44 7000 123987"],
+                "job_title": "Chief Mystery Officer",
+            },
+        )
+    )
+    path = f"/contacts/{contact['id']}"
+    _ok(api.patch(path, json={"last_name": "Moss-Quixote"}))
+    _ok(api.patch(path, json={"emails": ["zq-secret@example.org", "zq-other@example.org"]}))
+    _ok(api.patch(path, json=IDEMPOTENT_CHANGE, headers={"Idempotency-Key": "change-1"}))
+    _ok(
+        api.post(
+            "/interactions/notes",
+            json={
+                "occurred_at": "2026-01-02T10:00:00Z",
+                "contact_ids": [contact["id"]],
+                "body": "Met at the fair",
+            },
+        )
+    )
+    # A deal naming the contact among its contacts: its own timeline shows the name.
+    stages = [{"name": "Lead", "probability": 10}]
+    pipeline = _ok(api.post("/pipelines", json={"name": "Sales", "stages": stages}))
+    deal = {"title": "Fair deal", "amount": "10.00", "currency": "EUR"}
+    opened = _ok(api.post("/deals", json={**deal, "pipeline_id": pipeline["id"]}))
+    _ok(api.patch(f"/deals/{opened['id']}", json={"contact_ids": [contact["id"]]}))
+    before = _ok(api.get(path))
+    assert before["last_name"] == "Moss-Quixote"
+    assert reads.wait_for("timeline", crm.position(), 30)
+    deal_timeline = _ok(api.get(f"/timeline/deal/{opened['id']}"))
+    assert "Moss-Quixote" in str(deal_timeline)  # so the scan below can fail
+    assert reads.wait_for("directory", crm.position(), 30)
+    erasure = _ok(api.post(f"{path}/erasure", json=ERASURE))
+    for name in PROJECTORS:
+        assert reads.wait_for(name, erasure["position"], 30)
+    return Erasure(served.site, crm, reads, api, contact["id"], erasure["position"])
 
 
 def _no_secret(text: str) -> None:
@@ -149,8 +180,12 @@ def test_after_erasure_history_and_as_of_reads_show_the_fields_erased(erased: Er
     refused = erased.api.post(f"{path}/tags", json={"tag": "vip"})
     assert refused.status_code == 409
     assert refused.headers["content-type"] == "application/problem+json"
-    again = erased.api.post(f"{path}/erasure", json={})
-    assert again.status_code == 409
+    # Erasing it again is done already: it succeeds and appends nothing.
+    version = history.json()["items"][-1]["version"]
+    again = erased.api.post(f"{path}/erasure", json={"basis": "objection"})
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == version
+    assert _ok(erased.api.get(f"{path}/history"))["items"][-1]["version"] == version
     # Its address is free again.
     _ok(
         erased.api.post(
@@ -159,25 +194,33 @@ def test_after_erasure_history_and_as_of_reads_show_the_fields_erased(erased: Er
     )
 
 
-def test_after_erasure_the_store_holds_only_ciphertext_and_no_key(erased: Erasure) -> None:
-    recorder: Any = erased.crm.recorder
-    if erased.site.settings.database_url:
+def _stored(crm: Crm) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes | None]]]:
+    """Every stored event (topic, state as stored) and every key row (subject, key)."""
+    recorder: Any = crm.recorder
+    if isinstance(recorder, ChainedPostgresApplicationRecorder):
         table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
         keys = f'"{recorder.datastore.schema}"."{recorder.keys_table_name}"'
         with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT topic, state FROM {table}")
+            cursor.execute(f"SELECT topic, state FROM {table} ORDER BY notification_id")
             rows = [(r["topic"], bytes(r["state"])) for r in cursor.fetchall()]
             cursor.execute(f"SELECT subject, data_key FROM {keys}")
             key_rows = [(r["subject"], r["data_key"]) for r in cursor.fetchall()]
     else:
         with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT topic, state FROM {recorder.events_table_name}")
+            cursor.execute(f"SELECT topic, state FROM {recorder.events_table_name} ORDER BY rowid")
             rows = [(r[0], bytes(r[1])) for r in cursor.fetchall()]
             cursor.execute(f"SELECT subject, data_key FROM {recorder.keys_table_name}")
             key_rows = [(r[0], r[1]) for r in cursor.fetchall()]
+    return rows, key_rows
+
+
+def test_after_erasure_the_store_holds_only_ciphertext_and_no_key(erased: Erasure) -> None:
+    rows, key_rows = _stored(erased.crm)
     stored = b"\n".join(state for _, state in rows).decode()
     _no_secret(stored)
-    assert stored.count('"_sealed_"') >= 5  # created, 2 changes, 2 e-mail keys claimed
+    # created, 2 changes, 2 e-mail keys claimed, the idempotent change's record (the
+    # change itself changed nothing: its values were the contact's already)
+    assert stored.count('"_sealed_"') >= 6
     subject = erased.contact_id.replace("-", "")
     assert (subject, None) in key_rows
     assert all(key is not None for s, key in key_rows if s != subject)
@@ -304,15 +347,148 @@ def test_crm_erase_contact_erases_and_subject_access_then_shows_nothing_personal
     contact = _ok(
         erased.api.post("/contacts", json={"first_name": "Zebulon", "phones": ["+44 7000 123987"]})
     )
-    assert "Erased contact" in _crm(site, "erase-contact", contact["id"], "--reason", "asked")
+    erase = ["erase-contact", contact["id"], "--basis", "objection", "--reference", "DSR-7"]
+    assert "Erased contact" in _crm(site, *erase)
     _no_secret(_crm(site, "replay", "contact", contact["id"], "--version", "1"))
-    refused = subprocess.run(
-        ["crm", "erase-contact", contact["id"]],
-        env=site.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    # Run again: the erasure is done; it says so, appends nothing and succeeds.
+    assert "was already erased" in _crm(site, *erase)
+    free_text = ["--basis", "objection", "--reference", "Zebulon Q"]
+    refused = _run(site, "erase-contact", contact["id"], *free_text)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "reference" in refused.stderr
+
+
+def _run(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["crm", *args], env=site.env, capture_output=True, text=True, timeout=120, check=False
     )
-    assert refused.returncode != 0
-    assert "erased" in refused.stdout + refused.stderr
+
+
+def test_an_erasure_says_why_by_a_basis_and_a_ticket_never_by_free_text(served: Served) -> None:
+    api = served.api
+    contact = _ok(api.post("/contacts", json={"first_name": "Zebulon"}))
+    path = f"/contacts/{contact['id']}"
+    for body in (
+        {"reason": "Zebulon Quixotefield asked"},  # free text is no longer taken
+        {"basis": "consent-withdrawn", "reference": "Zebulon Quixotefield asked"},
+        {"basis": "unrecorded"},  # what erasures from before the basis read as
+        {},
+    ):
+        refused = api.post(f"{path}/erasure", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert _ok(api.get(path))["version"] == 1  # nothing was written
+
+    _ok(api.post(f"{path}/erasure", json=ERASURE))
+
+    rows, _ = _stored(served.crm)
+    (erasure,) = [orjson.loads(state) for topic, state in rows if topic.endswith("Erased")]
+    assert "reason" not in erasure
+    assert (erasure["basis"]["_data_"], erasure["reference"]) == ("consent-withdrawn", "GDPR-42")
+    history = _ok(api.get(f"{path}/history"))["items"]
+    assert [entry["action"] for entry in history] == ["Contact.Created", "Contact.Erased"]
+
+
+def test_after_erasure_its_idempotency_record_confirms_nothing_and_a_retry_is_a_conflict(
+    erased: Erasure,
+) -> None:
+    path = f"/contacts/{erased.contact_id}"
+    change = UpdateContact(contact_id=UUID(erased.contact_id), **IDEMPOTENT_CHANGE)
+    rows, _ = _stored(erased.crm)
+    records = [state for topic, state in rows if topic.endswith("IdempotencyRecord.Recorded")]
+    assert len(records) == 1
+    # Whoever holds the store cannot check a guessed request (a guessed phone) against it.
+    assert fingerprint(change).encode() not in records[0]
+    assert b'"_sealed_"' in records[0]
+
+    retry = erased.api.patch(path, json=IDEMPOTENT_CHANGE, headers={"Idempotency-Key": "change-1"})
+
+    assert retry.status_code == 409, retry.text
+    assert retry.headers["content-type"] == "application/problem+json"
+    assert "contact since erased" in retry.json()["detail"]
+
+
+def test_an_address_of_an_erased_contact_taken_again_is_sealed_for_its_new_holder(
+    erased: Erasure,
+) -> None:
+    api = erased.api
+    new = _ok(
+        api.post("/contacts", json={"first_name": "New", "emails": ["zq-secret@example.org"]})
+    )
+
+    taken = api.post("/contacts", json={"first_name": "Third", "emails": ["ZQ-Secret@example.org"]})
+
+    assert taken.status_code == 409
+    assert taken.json()["detail"] == "zq-secret@example.org already belongs to another contact"
+    key = erased.crm.load(UniqueKey, key_id(EMAIL_SCOPE, "zq-secret@example.org"))
+    assert (key.key, key.holder_id) == ("zq-secret@example.org", UUID(new["id"]))
+    rows, _ = _stored(erased.crm)
+    (reclaimed,) = [state for topic, state in rows if topic.endswith("UniqueKey.Reclaimed")]
+    assert b"zq-secret" not in reclaimed
+    assert b'"_sealed_"' in reclaimed
+
+
+def test_a_contact_stored_before_sealing_existed_is_refused_not_half_erased(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, crm = served.api, served.crm
+    # As a release before sealing wrote it: in plain, with no key.
+    monkeypatch.setattr(crm.recorder, "seal_events", lambda cursor, events: list(events))
+    contact = _ok(api.post("/contacts", json={"first_name": "Oldtimer", "emails": ["o@x.org"]}))
+    monkeypatch.undo()
+    path = f"/contacts/{contact['id']}"
+    _ok(api.patch(path, json={"job_title": "Sealed since"}))
+
+    refused = api.post(f"{path}/erasure", json=ERASURE)
+
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "/problems/unsealed-history"
+    assert "at version 1 hold personal fields in plain" in refused.json()["detail"]
+    after = _ok(api.get(path))
+    assert (after["version"], after["first_name"]) == (2, "Oldtimer")
+    _, key_rows = _stored(crm)
+    assert dict(key_rows)[UUID(contact["id"]).hex] is not None
+    cli = _run(served.site, "erase-contact", contact["id"], "--basis", "objection")
+    assert cli.returncode == 1
+    assert cli.stderr.count("\n") == 1, cli.stderr
+    assert "stored before sealing existed" in cli.stderr
+    assert _ok(api.get(path))["version"] == 2
+
+
+def test_an_erasure_whose_snapshots_cannot_be_shredded_is_not_stored_and_a_rerun_finishes_it(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, crm = served.api, served.crm
+    contact = _ok(
+        api.post("/contacts", json={"first_name": "Zebulon", "last_name": "Quixotefield"})
+    )
+    contact_id = UUID(contact["id"])
+    path = f"/contacts/{contact_id}"
+    assert crm.snapshots is not None
+    # As releases before sealing took them: the fields in plain.
+    snapshot = Snapshot.take(crm.load(Contact, contact_id))
+    crm.snapshots.put([snapshot])
+
+    def unavailable(record_ids: list[UUID]) -> None:
+        raise StoreUnavailableError("the event store is unavailable")
+
+    monkeypatch.setattr(crm, "shred_snapshots", unavailable)
+    failed = api.post(f"{path}/erasure", json=ERASURE)
+    monkeypatch.undo()
+
+    assert failed.status_code == 503, failed.text
+    # Nothing half-done: not erased, its key alive, its snapshot still there to shred.
+    assert not crm.load(Contact, contact_id).erased
+    assert dict(_stored(crm)[1])[contact_id.hex] is not None
+    assert list(crm.snapshots.get(contact_id))
+    _ok(api.post(f"{path}/erasure", json=ERASURE))  # the retry does it all
+    assert crm.load(Contact, contact_id).erased
+    assert list(crm.snapshots.get(contact_id)) == []
+    # A snapshot left over (an earlier release shredded after the erasure, and could
+    # crash in between): running the erasure again shreds it.
+    crm.snapshots.put([snapshot])
+    rerun = _crm(served.site, "erase-contact", str(contact_id), "--basis", "consent-withdrawn")
+    assert "was already erased" in rerun
+    assert list(crm.snapshots.get(contact_id)) == []

@@ -250,7 +250,9 @@ CASES: dict[type[Payload], Case] = {
         contact_of, "POST", "/contacts/{id}/lifecycle-stage", {"stage": "customer"}
     ),
     contacts.RemoveContact: on(contact_of, "DELETE", "/contacts/{id}", None),
-    contacts.EraseContact: on(contact_of, "POST", "/contacts/{id}/erasure", None),
+    contacts.EraseContact: on(
+        contact_of, "POST", "/contacts/{id}/erasure", {"basis": "consent-withdrawn"}
+    ),
     deals.OpenDeal: create(
         "/deals", {"title": "T", "amount": "1", "currency": "EUR", "pipeline_id": "<pipeline>"}
     ),

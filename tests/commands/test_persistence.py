@@ -13,8 +13,11 @@ from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -22,10 +25,12 @@ import domain
 from commands.app import Crm
 from commands.deals import OpenDeal, UpdateDeal
 from commands.handlers import execute
+from commands.idempotency import IdempotencyRecord
 from commands.persistence import STORED_ENUMS, Meta
 from commands.pipelines import CreatePipeline, StageSpec
-from domain.contact import Contact, LifecycleStage
+from domain.contact import EMAIL_SCOPE, Contact, ErasureBasis, LifecycleStage
 from domain.deal import Deal, DealStatus
+from domain.index import UniqueKey
 from domain.interaction import CallOutcome, Interaction, InteractionKind
 from domain.pipeline import Pipeline
 from domain.roles import Authority, Role
@@ -350,3 +355,47 @@ def test_any_valid_amount_is_stored_and_reloaded_digit_for_digit(crm: Crm, amoun
 
     assert reloaded.amount.as_tuple() == amount.as_tuple()
     assert stored_state_of(crm, deal.id, 1)["amount"]["_data_"] == str(amount)
+
+
+def _version_1(crm: Crm, record_id: UUID, version: int, topic: str, **fields: Any) -> Any:
+    """A stored event as written before its class_version 2 (none stated), decoded."""
+    state = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": datetime.now(UTC).isoformat()},
+        **fields,
+        "_meta": {"actor": "system", "request_id": "r", "source": "cli"},
+    }
+    return crm.mapper.to_domain_event(StoredEvent(record_id, version, topic, orjson.dumps(state)))
+
+
+def test_an_erasure_recorded_with_a_free_text_reason_loads_without_it(crm: Crm) -> None:
+    event = _version_1(crm, uuid4(), 3, get_topic(Contact.Erased), reason="Ann Smith asked")
+    assert isinstance(event, Contact.Erased)
+    assert (event.basis, event.reference) == (ErasureBasis.UNRECORDED, None)
+    assert "reason" not in vars(event)  # the free text is not read back
+
+
+def test_a_reclaim_recorded_without_its_key_loads_and_keeps_the_first_claims_key(
+    crm: Crm,
+) -> None:
+    holder, key = uuid4(), UniqueKey(scope=EMAIL_SCOPE, key="ann@example.com", holder_id=None)
+    stored = {"holder_id": {"_type_": "uuid_hex", "_data_": holder.hex}}
+    event = _version_1(crm, key.id, 2, get_topic(UniqueKey.Reclaimed), **stored)
+    assert isinstance(event, UniqueKey.Reclaimed)
+    assert (event.scope, event.key) == (None, None)
+    event.mutate(key)
+    assert (key.key, key.holder_id) == ("ann@example.com", holder)
+
+
+def test_an_idempotency_record_from_before_sealing_loads_unsealed(crm: Crm) -> None:
+    fields = {
+        "actor": "system",
+        "key": "k",
+        "fingerprint": "ab" * 32,
+        "target_id": {"_type_": "uuid_hex", "_data_": uuid4().hex},
+        "target_version": 1,
+        "created": {},
+        "originator_topic": get_topic(IdempotencyRecord),
+    }
+    event = _version_1(crm, uuid4(), 1, get_topic(IdempotencyRecord.Recorded), **fields)
+    assert isinstance(event, IdempotencyRecord.Recorded)
+    assert (event.fingerprint, event.subject_id) == ("ab" * 32, None)

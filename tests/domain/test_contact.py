@@ -258,10 +258,10 @@ def test_a_key_held_by_another_cannot_be_claimed() -> None:
     key = given(UniqueKey(scope=EMAIL_SCOPE, key="ann@example.com", holder_id=uuid4()))
 
     with refused(KeyTakenError, key, match="^ann@example.com already belongs to another contact$"):
-        key.claim(uuid4())
+        key.claim(uuid4(), "ann@example.com")
     user_key = given(UniqueKey(scope="user-emails", key="ann@example.com", holder_id=uuid4()))
     with refused(KeyTakenError, user_key, match="belongs to another user$"):
-        user_key.claim(uuid4())
+        user_key.claim(uuid4(), "ann@example.com")
     assert issubclass(KeyTakenError, StateConflictError)
 
 
@@ -269,7 +269,7 @@ def test_the_holder_claiming_its_key_again_records_nothing() -> None:
     holder = uuid4()
     key = given(UniqueKey(scope=EMAIL_SCOPE, key="ann@example.com", holder_id=holder))
 
-    key.claim(holder)
+    key.claim(holder, "ann@example.com")
 
     assert_no_new_events(key)
 
@@ -279,7 +279,7 @@ def test_a_released_key_can_be_claimed_by_another() -> None:
     key = given(UniqueKey(scope=EMAIL_SCOPE, key="ann@example.com", holder_id=first))
 
     key.release(first)
-    key.claim(second)
+    key.claim(second, "ann@example.com")
 
     events = key.collect_events()
     assert [type(e) for e in events] == [UniqueKey.Released, UniqueKey.Reclaimed]
@@ -299,14 +299,14 @@ def test_a_key_cannot_be_released_by_someone_who_does_not_hold_it() -> None:
     assert_no_new_events(key)
     assert key.holder_id == holder
     with refused(KeyTakenError, key):
-        key.claim(uuid4())
+        key.claim(uuid4(), "ann@example.com")
 
 
 def test_a_key_created_free_can_be_claimed() -> None:
     key = given(UniqueKey(scope=EMAIL_SCOPE, key="ann@example.com", holder_id=None))
     holder = uuid4()
 
-    key.claim(holder)
+    key.claim(holder, "ann@example.com")
 
     assert event_types(key) == [UniqueKey.Reclaimed]
     assert key.holder_id == holder

@@ -82,7 +82,7 @@ from commands.users import (
 )
 from commands.users import RevokeToken as RevokeTokenCommand
 from domain.account import Account
-from domain.contact import Contact, LifecycleStage
+from domain.contact import Contact, ErasureBasis, LifecycleStage
 from domain.deal import Deal
 from domain.errors import InvalidValueError
 from domain.interaction import CallOutcome, Interaction
@@ -345,7 +345,7 @@ def removals(s: Scenario, pipeline: UUID) -> None:
         # The action says it; no public field changes (a removed record reads 404 now).
         assert s.expect(cls, command, record, f"{cls.__name__}.Removed") == {}
     erasable, _ = s.do(Contact, CreateContact(first_name="Erasable", emails=["e@x.example"]))
-    erasure = EraseContact(contact_id=erasable, reason="art. 17")
+    erasure = EraseContact(contact_id=erasable, basis=ErasureBasis.OBJECTION, reference="GDPR-17")
     # Every version reads erased from then on: the erasure itself changes no field.
     assert s.expect(Contact, erasure, erasable, "Contact.Erased") == {}
     (created_entry,) = history(s.crm, Contact, erasable, public_json, limit=1).entries

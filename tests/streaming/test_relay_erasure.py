@@ -11,6 +11,7 @@ import orjson
 from commands.contacts import CreateContact, EraseContact, UpdateContact
 from commands.context import Context
 from commands.handlers import execute
+from domain.contact import ErasureBasis
 from domain.roles import Authority, Role
 from tests.conftest import invite
 from tests.projections.test_crash import open_crm
@@ -46,7 +47,8 @@ def test_messages_published_after_an_erasure_show_the_fields_erased(
         before = orjson.dumps(_published(env)).decode()
         assert all(secret in before for secret in SECRETS)  # the check below can fail
 
-        erasure = execute(crm, EraseContact(contact_id=contact.id), system)
+        erase = EraseContact(contact_id=contact.id, basis=ErasureBasis.CONSENT_WITHDRAWN)
+        erasure = execute(crm, erase, system)
     finally:
         crm.close()
     done = relay(env)
