@@ -11,11 +11,10 @@ from pydantic import Field
 from commands.app import Crm
 from commands.context import Context, Decision, Payload
 from commands.loading import load_ref, load_target
+from commands.unique_keys import claim_key
 from domain.custom_role import CustomRole, parse_grants
-from domain.index import UniqueKey
 from domain.permissions import Action, Resource, Scope
 from domain.user import User
-from domain.values import key_id
 
 ROLE_NAME_SCOPE = "role-names"
 
@@ -56,12 +55,7 @@ def create_custom_role(cmd: CreateCustomRole, crm: Crm, ctx: Context) -> Decisio
         }
     )
     role = CustomRole.define(cmd.name, cmd.level, role_grants, by=ctx.actor)
-    name = role.name.casefold()
-    key = crm.find(UniqueKey, key_id(ROLE_NAME_SCOPE, name))
-    if key is None:
-        key = UniqueKey(scope=ROLE_NAME_SCOPE, key=name, holder_id=role.id)
-    else:
-        key.claim(role.id)
+    key = claim_key(crm, ROLE_NAME_SCOPE, role.name.casefold(), role.id)
     return Decision(role, others=[key], created={"role_id": role.id})
 
 

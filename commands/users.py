@@ -13,11 +13,12 @@ from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import load_ref, load_target
 from commands.tokens import NewToken, new_token
+from commands.unique_keys import claim_key
 from domain.custom_role import CustomRole
 from domain.index import UniqueKey
 from domain.roles import Authority, Role
 from domain.user import OwnerRoster, Team, User, roster_id, team_id
-from domain.values import key_id, normalize_email
+from domain.values import normalize_email
 
 USER_EMAIL_SCOPE = "user-emails"
 
@@ -106,12 +107,7 @@ def invite_user(cmd: InviteUser, crm: Crm, ctx: Context) -> Decision:
     email = normalize_email(cmd.email)
     roster = owner_roster(crm)
     user = User.invite(email, cmd.name, cmd.role, by=ctx.actor, owners=roster)
-    key = crm.find(UniqueKey, key_id(USER_EMAIL_SCOPE, email))
-    if key is None:
-        key = UniqueKey(scope=USER_EMAIL_SCOPE, key=email, holder_id=user.id)
-    else:
-        key.claim(user.id)
-    others: list[UniqueKey | OwnerRoster] = [key]
+    others: list[UniqueKey | OwnerRoster] = [claim_key(crm, USER_EMAIL_SCOPE, email, user.id)]
     if roster.pending_events:
         others.append(roster)
     decision = Decision(user, others=others, created={"user_id": user.id})
