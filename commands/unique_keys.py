@@ -20,3 +20,10 @@ def claim_key(crm: Crm, scope: str, key: str, holder_id: UUID) -> UniqueKey:
     found.claim(holder_id)
     return found
 
+
+def release_key(crm: Crm, scope: str, key: str, holder_id: UUID) -> UniqueKey | None:
+    """The key ``key`` of ``scope``, let go by ``holder_id`` (None: there is no such key)."""
+    found = crm.find(UniqueKey, key_id(scope, key))
+    if found is not None:
+        found.release(holder_id)
+    return found

@@ -156,7 +156,10 @@ def reports_of(crm: Crm, manager_id: UUID) -> frozenset[UUID]:
 def authority_of(crm: Crm, user: User) -> Authority:
     """What ``user`` may do now: their roles, the grants of their custom roles, and their
     team, for the permission table."""
-    custom = tuple(crm.load(CustomRole, UUID(role_id)).grants for role_id in user.custom_roles)
+    held = [crm.load(CustomRole, UUID(role_id)) for role_id in user.custom_roles]
+    # A retired role gives nothing, should anyone still hold it (deactivated, or granted
+    # before roles recorded their holders).
+    custom = tuple(role.grants for role in held if not role.retired)
     return Authority(
         user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id), custom_grants=custom
     )

@@ -15,9 +15,10 @@ from commands.accounts import ReassignAccount, RegisterAccount
 from commands.app import Crm
 from commands.handlers import execute
 from commands.pipelines import CreatePipeline, StageSpec
-from commands.roles import CreateCustomRole, GrantCustomRole, RevokeCustomRole
+from commands.roles import CreateCustomRole, EditCustomRole, GrantCustomRole, RevokeCustomRole
 from commands.users import AssignManager, DeactivateUser, GrantRole, RevokeRole, RevokeToken
 from domain.account import Account
+from domain.custom_role import CustomRole
 from domain.pipeline import Pipeline
 from domain.roles import Role
 from domain.user import User
@@ -262,6 +263,31 @@ def test_a_custom_role_counts_while_it_was_held(crm: Crm, owner: Person) -> None
         True,
         True,
         None,
+    )
+    assert by_email(access_as_of(crm, Account, account, after))["rep@example.com"][:2] == (
+        True,
+        False,
+    )
+
+
+def test_a_custom_role_counts_with_the_grants_it_gave_at_the_moment(
+    crm: Crm, owner: Person
+) -> None:
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, owner.user.authority)
+    account = execute(crm, RegisterAccount(name="Acme", owner_id=owner.user.id), owner.ctx).id
+    keeper = CreateCustomRole.model_validate(
+        {"name": "Keeper", "level": 5, "grants": {"account": {"read": "all", "edit": "all"}}}
+    )
+    role = execute(crm, keeper, owner.ctx).id
+    execute(crm, GrantCustomRole(user_id=rep.user.id, role_id=role), owner.ctx)
+    wide = moment_of(crm, rep)
+    narrowed = EditCustomRole.model_validate({"role_id": role, "grants": {}})
+    execute(crm, narrowed, owner.ctx)
+    after = moment_of(crm, role, CustomRole)  # the edit is the role's event, not the rep's
+
+    assert by_email(access_as_of(crm, Account, account, wide))["rep@example.com"][:2] == (
+        True,
+        True,
     )
     assert by_email(access_as_of(crm, Account, account, after))["rep@example.com"][:2] == (
         True,
