@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from domain.account import Account
 from domain.contact import Contact, LifecycleStage
+from domain.custom_role import CustomRole, StoredGrants
 from domain.deal import Deal, DealStatus
 from domain.interaction import Interaction, InteractionKind
 from domain.pipeline import Pipeline
@@ -215,6 +216,30 @@ class UserPublic(RecordPublic):
         )
 
 
+class CustomRolePublic(RecordPublic):
+    name: str
+    level: int
+    #: Per resource, per action, a scope (every action of every resource is named).
+    grants: StoredGrants
+    created_by: UUID | None
+    #: Retired (``DELETE /roles/{id}``): granted no more, changed no more.
+    retired: bool
+    #: The users it is granted to (deactivated ones too), in the order they got it.
+    holder_ids: list[UUID]
+
+    @classmethod
+    def of(cls, r: CustomRole) -> CustomRolePublic:
+        return cls(
+            **cls.common(r),
+            name=r.name,
+            level=r.level,
+            grants=r.stored_grants,
+            created_by=r.created_by,
+            retired=r.retired,
+            holder_ids=[UUID(user_id) for user_id in r.holder_ids],
+        )
+
+
 #: Every kind of record by its name in paths and on the command line.
 RECORD_KINDS: dict[str, type[Aggregate]] = {
     "account": Account,
@@ -235,6 +260,7 @@ PUBLIC: dict[type[Aggregate], Callable[[Any], RecordPublic]] = {
     Interaction: InteractionPublic.of,
     Task: TaskPublic.of,
     User: UserPublic.of,
+    CustomRole: CustomRolePublic.of,
 }
 
 

@@ -68,6 +68,8 @@ HANDLERS: dict[type[Payload], Handler] = {
     users.RevokeToken: users.revoke_token,
     users.RotateToken: users.rotate_token,
     roles.CreateCustomRole: roles.create_custom_role,
+    roles.EditCustomRole: roles.edit_custom_role,
+    roles.RetireCustomRole: roles.retire_custom_role,
     roles.GrantCustomRole: roles.grant_custom_role,
     roles.RevokeCustomRole: roles.revoke_custom_role,
 }

@@ -13,11 +13,12 @@ from commands.app import Crm
 from commands.context import Context, Decision, Payload, UtcDatetime
 from commands.loading import load_existing, load_target
 from commands.tokens import NewToken, new_token
+from commands.unique_keys import claim_key
 from domain.custom_role import CustomRole
 from domain.index import UniqueKey
 from domain.roles import Authority, Role
 from domain.user import OwnerRoster, Team, User, roster_id, team_id
-from domain.values import key_id, normalize_email
+from domain.values import normalize_email
 
 USER_EMAIL_SCOPE = "user-emails"
 
@@ -106,12 +107,7 @@ def invite_user(cmd: InviteUser, crm: Crm, ctx: Context) -> Decision:
     email = normalize_email(cmd.email)
     roster = owner_roster(crm)
     user = User.invite(email, cmd.name, cmd.role, by=ctx.actor, owners=roster)
-    key = crm.find(UniqueKey, key_id(USER_EMAIL_SCOPE, email))
-    if key is None:
-        key = UniqueKey(scope=USER_EMAIL_SCOPE, key=email, holder_id=user.id)
-    else:
-        key.claim(user.id, email)
-    others: list[UniqueKey | OwnerRoster] = [key]
+    others: list[UniqueKey | OwnerRoster] = [claim_key(crm, USER_EMAIL_SCOPE, email, user.id)]
     if roster.pending_events:
         others.append(roster)
     decision = Decision(user, others=others, created={"user_id": user.id})
@@ -160,7 +156,10 @@ def reports_of(crm: Crm, manager_id: UUID) -> frozenset[UUID]:
 def authority_of(crm: Crm, user: User) -> Authority:
     """What ``user`` may do now: their roles, the grants of their custom roles, and their
     team, for the permission table."""
-    custom = tuple(crm.load(CustomRole, UUID(role_id)).grants for role_id in user.custom_roles)
+    held = [crm.load(CustomRole, UUID(role_id)) for role_id in user.custom_roles]
+    # A retired role gives nothing, should anyone still hold it (deactivated, or granted
+    # before roles recorded their holders).
+    custom = tuple(role.grants for role in held if not role.retired)
     return Authority(
         user_id=user.id, roles=user.role_set, team=reports_of(crm, user.id), custom_grants=custom
     )

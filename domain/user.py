@@ -76,9 +76,17 @@ class User(Aggregate):
 
     class CustomRoleGranted(Aggregate.Event):
         role_id: UUID
-        #: The role's level (a custom role's level never changes): it protects the user.
+        #: The role's level (:class:`CustomRoleLevelChanged` follows it): it protects the user.
         level: int
         granted_by: UUID | None
+
+    class CustomRoleLevelChanged(Aggregate.Event):
+        """A custom role held was moved to another level (saved with the role's
+        ``LevelChanged``)."""
+
+        role_id: UUID
+        level: int
+        previous: int
 
     class CustomRoleRevoked(Aggregate.Event):
         role_id: UUID
@@ -146,6 +154,17 @@ class User(Aggregate):
     @event(CustomRoleGranted)
     def _grant_custom(self, role_id: UUID, level: int, granted_by: UUID | None) -> None:
         self.__dict__.setdefault("custom_role_levels", {})[str(role_id)] = level
+
+    def follow_custom_role_level(self, role: CustomRole) -> None:
+        """Take on the level a held custom role now has: an edit of the role, which its
+        editor was allowed, not a change anyone makes to this user."""
+        previous = self.custom_roles.get(str(role.id))
+        if previous is not None and previous != role.level:
+            self._change_custom_level(role_id=role.id, level=role.level, previous=previous)
+
+    @event(CustomRoleLevelChanged)
+    def _change_custom_level(self, role_id: UUID, level: int, previous: int) -> None:
+        self.__dict__["custom_role_levels"][str(role_id)] = level
 
     def revoke_custom_role(self, role: CustomRole, by: Authority) -> None:
         self.check_active()

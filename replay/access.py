@@ -11,7 +11,7 @@ from what the CRM enforced:
   the permission table (``domain/permissions.py``) gives the user's roles at the moment
   for the record's owner then: ``read`` to read it, ``edit`` to change it; the ``team``
   scope reaches the users who reported to them, however indirectly, at the moment;
-- custom roles count with the grants they gave at the moment;
+- custom roles count with the grants they gave at the moment (a retired one gives none);
 - a user record is read by every user; changing it needs a level above the user's own,
   and nobody changes their own roles (``check_can_manage``).
 """
@@ -172,12 +172,10 @@ def _allowed(authority: Authority, resource: Resource, action: Action, owner: UU
 
 
 def _custom_grants(crm: Records, user: User, moment: datetime) -> tuple[Grants, ...]:
-    """The grants of the custom roles the user held at the moment (a custom role never
-    changes once defined)."""
-    return tuple(
-        record_as_of(crm, CustomRole, UUID(role_id), moment=moment).grants
-        for role_id in user.custom_roles
-    )
+    """The grants of the custom roles the user held at the moment, as they stood then
+    (a role's grants can be edited; a retired role gives none, as ``authority_of``)."""
+    roles = [record_as_of(crm, CustomRole, UUID(r), moment=moment) for r in user.custom_roles]
+    return tuple(role.grants for role in roles if not role.retired)
 
 
 def _teams(users: list[User]) -> dict[UUID, frozenset[UUID]]:

@@ -10,12 +10,15 @@ last Owner (``tests/domain/test_user_roles.py``), acting with a revoked token
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
 from commands.app import Crm
+from commands.users import authority_of
 from domain.roles import Role
-from tests.api.test_auth import assert_forbidden, connect, created
+from domain.user import User
+from tests.api.test_auth import STAGES, assert_forbidden, connect, created
 from tests.api.test_bad_input import assert_problem
 from tests.conftest import Person, invite
 
@@ -163,3 +166,158 @@ def test_a_bad_custom_role_is_a_4xx_problem(api: httpx.Client, crm: Crm) -> None
 def test_a_cursor_beyond_the_stores_positions_is_a_422(api: httpx.Client) -> None:
     assert_problem(api.get("/roles", params={"after": 2**64}), 422)
     assert api.get("/roles", params={"after": 2**62}).json() == {"items": [], "next": None}
+
+
+# -- editing, retiring, who sees them ------------------------------------------------------
+
+
+def test_an_edit_changes_what_every_holder_may_do_at_once(
+    api: httpx.Client, crm: Crm, owner: Person, connect: Any
+) -> None:
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, by=owner.user.authority)
+    pipeline = created(api.post("/pipelines", json={"name": "Sales", "stages": STAGES}))["id"]
+    keeper = created(api.post("/roles", json=role("Keeper", 5, {"pipeline": {"read": "all"}})))
+    role_id = keeper["id"]
+    assert api.post(f"/users/{rep.user.id}/custom-roles", json={"role_id": role_id}).is_success
+    client = connect(rep.token)
+    rename = {"name": "Renamed by the rep"}
+    assert client.patch(f"/pipelines/{pipeline}", json=rename).status_code == 403
+
+    version = api.get(f"/roles/{role_id}").headers["ETag"]
+    widened = api.patch(
+        f"/roles/{role_id}",
+        json={"grants": {"pipeline": {"read": "all", "edit": "all"}}, "name": "Pipeline keeper"},
+        headers={"If-Match": version},
+    )
+    renamed_by_the_rep = client.patch(f"/pipelines/{pipeline}", json=rename)
+    stale = api.patch(f"/roles/{role_id}", json={"grants": {}}, headers={"If-Match": version})
+    narrowed = api.patch(f"/roles/{role_id}", json={"grants": {"pipeline": {"read": "all"}}})
+
+    assert widened.status_code == 200, widened.text
+    assert widened.headers["ETag"] == f'"{widened.json()["version"]}"'
+    assert renamed_by_the_rep.status_code == 200, renamed_by_the_rep.text
+    assert_problem(stale, 409)
+    assert narrowed.status_code == 200, narrowed.text
+    assert client.patch(f"/pipelines/{pipeline}", json={"name": "Again"}).status_code == 403
+    shown = api.get(f"/roles/{role_id}").json()
+    assert (shown["name"], shown["grants"]["pipeline"]["edit"]) == ("Pipeline keeper", "none")
+    assert shown["holder_ids"] == [str(rep.user.id)]
+    actions = [e["action"] for e in api.get(f"/roles/{role_id}/history").json()["items"]]
+    assert actions == [
+        "CustomRole.Created",
+        "CustomRole.HolderAdded",
+        "CustomRole.Renamed",
+        "CustomRole.GrantsChanged",
+        "CustomRole.GrantsChanged",
+    ]
+
+
+def test_a_new_level_protects_the_holders_at_once(
+    api: httpx.Client, crm: Crm, owner: Person, connect: Any
+) -> None:
+    manager = invite(crm, "manager@example.com", Role.MANAGER, by=owner.user.authority)
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, by=owner.user.authority)
+    role_id = created(api.post("/roles", json=role("Helper", 15)))["id"]
+    assert api.post(f"/users/{rep.user.id}/custom-roles", json={"role_id": role_id}).is_success
+
+    raised = api.patch(f"/roles/{role_id}", json={"level": 25})
+    before = crm.position()
+    refused = connect(manager.token).post(f"/users/{rep.user.id}/deactivation")
+
+    assert raised.status_code == 200, raised.text
+    assert_forbidden(crm, refused, before)
+    assert api.get(f"/roles/{role_id}").json()["level"] == 25
+    history = api.get(f"/users/{rep.user.id}/history").json()["items"]
+    assert history[-1]["action"] == "User.CustomRoleLevelChanged"
+
+
+def test_a_rename_frees_the_old_name_and_takes_no_name_in_use(api: httpx.Client) -> None:
+    first = created(api.post("/roles", json=role("First", 5)))["id"]
+    created(api.post("/roles", json=role("Second", 5)))
+
+    taken = api.patch(f"/roles/{first}", json={"name": "SECOND"})
+    renamed = api.patch(f"/roles/{first}", json={"name": "Primary"})
+    recase = api.patch(f"/roles/{first}", json={"name": "PRIMARY"})
+
+    assert_problem(taken, 409)
+    assert renamed.status_code == 200, renamed.text
+    assert recase.status_code == 200, recase.text
+    created(api.post("/roles", json=role("first", 5)))  # the old name is free again
+    assert_problem(api.post("/roles", json=role("primary", 5)), 409)
+
+
+def test_a_bad_edit_is_a_4xx_problem(api: httpx.Client, crm: Crm) -> None:
+    role_id = created(api.post("/roles", json=role("Helper", 5)))["id"]
+    before = crm.position()
+
+    for body in (
+        {"level": 0},
+        {"name": None},
+        {"grants": None},
+        {"grants": {"deal": {"read": "most"}}},
+        {"colour": "red"},
+    ):
+        assert_problem(api.patch(f"/roles/{role_id}", json=body), 422)
+    assert_problem(api.patch(f"/roles/{uuid4()}", json={"name": "Ghost"}), 404)
+    assert crm.position() == before
+
+
+def test_a_role_is_retired_only_once_nobody_active_holds_it_and_is_granted_no_more(
+    api: httpx.Client, crm: Crm, owner: Person
+) -> None:
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, by=owner.user.authority)
+    gone = invite(crm, "gone@example.com", Role.SALES_REP, by=owner.user.authority)
+    role_id = created(api.post("/roles", json=role("Helper", 5)))["id"]
+    for user in (rep, gone):
+        grant = api.post(f"/users/{user.user.id}/custom-roles", json={"role_id": role_id})
+        assert grant.is_success, grant.text
+    assert api.post(f"/users/{gone.user.id}/deactivation").is_success
+
+    held = api.delete(f"/roles/{role_id}")
+    assert api.delete(f"/users/{rep.user.id}/custom-roles/{role_id}").is_success
+    retired = api.delete(f"/roles/{role_id}", params={"reason": "merged"})
+    before = crm.position()
+    regranted = api.post(f"/users/{rep.user.id}/custom-roles", json={"role_id": role_id})
+    edited = api.patch(f"/roles/{role_id}", json={"name": "Back"})
+    again = api.delete(f"/roles/{role_id}")
+
+    assert "held by 1 active user" in assert_problem(held, 409)["detail"]
+    assert retired.status_code == 200, retired.text
+    for response in (regranted, edited, again):
+        assert_problem(response, 409)
+    assert crm.position() == before
+    shown = api.get(f"/roles/{role_id}").json()
+    assert (shown["retired"], shown["holder_ids"]) == (True, [str(gone.user.id)])
+    assert role_id not in [r["id"] for r in api.get("/roles").json()["items"]]
+    listed = api.get("/roles", params={"include_retired": True}).json()["items"]
+    assert role_id in [r["id"] for r in listed]
+    # The deactivated holder keeps it on record, but a retired role gives nothing.
+    assert authority_of(crm, crm.load(User, gone.user.id)).custom_grants == ()
+
+
+def test_a_role_is_shown_to_who_administers_users_and_to_who_holds_defined_or_may_grant_it(
+    api: httpx.Client, crm: Crm, owner: Person, connect: Any
+) -> None:
+    admin = invite(crm, "admin@example.com", Role.ADMIN, by=owner.user.authority)
+    auditor = invite(crm, "auditor@example.com", Role.AUDITOR, by=owner.user.authority)
+    manager = invite(crm, "manager@example.com", Role.MANAGER, by=owner.user.authority)
+    rep = invite(crm, "rep@example.com", Role.SALES_REP, by=owner.user.authority)
+    high = created(api.post("/roles", json=role("High", 25)))["id"]
+    low = created(api.post("/roles", json=role("Low", 5)))["id"]
+    mine = created(
+        connect(rep.token).post("/roles", json=role("Mine", 5, {"pipeline": {"read": "all"}}))
+    )["id"]
+
+    def seen(person: Person) -> set[str]:
+        return {r["id"] for r in connect(person.token).get("/roles").json()["items"]}
+
+    assert seen(admin) == seen(auditor) == {high, low, mine}
+    assert seen(manager) == {low, mine}  # below the Manager's level, within their scopes
+    assert seen(rep) == {mine}
+    assert_problem(connect(rep.token).get(f"/roles/{low}"), 403)
+    assert_problem(connect(rep.token).get(f"/roles/{low}/history"), 403)
+    assert api.post(f"/users/{rep.user.id}/custom-roles", json={"role_id": high}).is_success
+    # High's grants (a team's deals) are the rep's now: Low lies within their scopes too.
+    assert seen(rep) == {high, low, mine}
+    assert connect(rep.token).get(f"/roles/{high}").json()["name"] == "High"
+    assert connect(rep.token).get("/users/me").json()["custom_role_ids"] == [high]

@@ -35,6 +35,19 @@ def test_no_one_raises_themselves_or_anyone_to_or_above_their_level(
     wide = created(
         api.post("/roles", json={"name": "Wide", "level": 5, "grants": {"deal": {"read": "all"}}})
     )["id"]
+    # Defined by the Owner above the Manager; defined by the Manager, one held by a Senior.
+    high = created(api.post("/roles", json={"name": "High", "level": 25, "grants": {}}))["id"]
+    mine = created(
+        client.post(
+            "/roles", json={"name": "Mine", "level": 15, "grants": {"deal": {"read": "own"}}}
+        )
+    )["id"]
+    held = created(
+        client.post(
+            "/roles", json={"name": "Held", "level": 5, "grants": {"deal": {"read": "own"}}}
+        )
+    )["id"]
+    assert api.post(f"/users/{senior.user.id}/custom-roles", json={"role_id": held}).is_success
     before = crm.position()
     attempts = {
         "grant one's own role": client.post(
@@ -76,6 +89,21 @@ def test_no_one_raises_themselves_or_anyone_to_or_above_their_level(
         "choose one's own manager": client.put(
             f"/users/{manager.user.id}/manager", json={"manager_id": str(senior.user.id)}
         ),
+        "raise a custom role to one's level": client.patch(f"/roles/{mine}", json={"level": 20}),
+        "raise a custom role above one's level": client.patch(f"/roles/{mine}", json={"level": 25}),
+        "widen a custom role beyond one's scopes": client.patch(
+            f"/roles/{mine}", json={"grants": {"deal": {"read": "all"}}}
+        ),
+        "edit a custom role above one's level": client.patch(
+            f"/roles/{high}", json={"level": 5, "grants": {"deal": {"read": "own"}}}
+        ),
+        "take back scopes wider than one's own": client.patch(
+            f"/roles/{wide}", json={"grants": {"deal": {"read": "own"}}}
+        ),
+        "change what a higher user may do": client.patch(
+            f"/roles/{held}", json={"grants": {"deal": {"read": "team"}}}
+        ),
+        "retire a custom role above one's level": client.delete(f"/roles/{high}"),
     }
     for what, response in attempts.items():
         assert response.status_code == 403, (what, response.text)
@@ -84,6 +112,9 @@ def test_no_one_raises_themselves_or_anyone_to_or_above_their_level(
     assert crm.load(User, senior.user.id).manager_id is None
     assert crm.load(User, rep.user.id).manager_id is None
     assert crm.load(User, rep.user.id).custom_roles == {}
+    shown = {r: api.get(f"/roles/{r}").json() for r in (high, mine, held, wide)}
+    assert [shown[r]["version"] for r in (high, mine, wide)] == [1, 1, 1]
+    assert shown[held]["version"] == 2  # created, then granted to the Senior Manager
 
 
 def test_the_last_owner_is_never_deactivated_nor_stripped(

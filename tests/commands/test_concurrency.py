@@ -14,16 +14,21 @@ import pytest
 from eventsourcing.utils import get_topic
 
 from commands.app import Crm
-from commands.context import Receipt
+from commands.context import Payload, Receipt
 from commands.deals import OpenDeal
-from commands.handlers import execute
+from commands.errors import ConflictError
+from commands.handlers import HANDLERS, execute
 from commands.pipelines import CreatePipeline, StageSpec
+from commands.roles import CreateCustomRole, EditCustomRole, GrantCustomRole, RetireCustomRole
 from domain.contact import EMAIL_SCOPE, Contact
+from domain.custom_role import CustomRole
 from domain.deal import Deal
 from domain.index import UniqueKey
 from domain.pipeline import Pipeline
+from domain.roles import Role
+from domain.user import User
 from domain.values import key_id
-from tests.conftest import Person
+from tests.conftest import Person, invite
 
 WRITERS = 12
 
@@ -208,3 +213,33 @@ def assert_conflict_or_rule(response: httpx.Response) -> None:
     assert response.status_code == 409, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["type"] in ("/problems/conflict", "/problems/rule-violation")
+
+
+@pytest.mark.parametrize("rival", ["retire", "edit"])
+def test_a_grant_decided_alongside_a_retirement_or_an_edit_of_its_role_does_not_commit_too(
+    crm: Crm, owner: Person, rival: str
+) -> None:
+    rep = invite(crm, "rep@example.com", Role.SALES_REP)
+    spec = {"name": "Helper", "level": 5, "grants": {"deal": {"read": "own"}}}
+    role_id = execute(crm, CreateCustomRole.model_validate(spec), owner.ctx).id
+    change: Payload = (
+        RetireCustomRole(role_id=role_id)
+        if rival == "retire"
+        else EditCustomRole(role_id=role_id, level=8)
+    )
+
+    # Both decided on the same state, as two racing requests would; the first one saves.
+    first = HANDLERS[type(change)](change, crm, owner.ctx)
+    grant = GrantCustomRole(user_id=rep.user.id, role_id=role_id)
+    second = HANDLERS[GrantCustomRole](grant, crm, owner.ctx)
+    crm.save_with(owner.ctx.meta, first.target, *first.others)
+    with pytest.raises(ConflictError):
+        crm.save_with(owner.ctx.meta, second.target, *second.others)
+
+    assert crm.load(User, rep.user.id).custom_roles == {}
+    role = crm.load(CustomRole, role_id)
+    assert (role.retired, role.level, role.holder_ids) == (
+        rival == "retire",
+        5 if rival == "retire" else 8,
+        [],
+    )

@@ -15,9 +15,10 @@ from commands.accounts import ReassignAccount, RegisterAccount
 from commands.app import Crm
 from commands.handlers import execute
 from commands.pipelines import CreatePipeline, StageSpec
-from commands.roles import CreateCustomRole, GrantCustomRole, RevokeCustomRole
+from commands.roles import CreateCustomRole, EditCustomRole, GrantCustomRole, RevokeCustomRole
 from commands.users import AssignManager, DeactivateUser, GrantRole, RevokeRole, RevokeToken
 from domain.account import Account
+from domain.custom_role import CustomRole
 from domain.pipeline import Pipeline
 from domain.roles import Role
 from domain.user import User
@@ -246,24 +247,31 @@ def test_a_manager_could_change_their_reports_records_while_they_reported(
     )
 
 
-def test_a_custom_role_counts_while_it_was_held(crm: Crm, owner: Person) -> None:
+def test_a_custom_role_counts_while_it_was_held_with_the_grants_it_gave_then(
+    crm: Crm, owner: Person
+) -> None:
     rep = invite(crm, "rep@example.com", Role.SALES_REP, owner.user.authority)
     account = execute(crm, RegisterAccount(name="Acme", owner_id=owner.user.id), owner.ctx).id
-    keeper = CreateCustomRole.model_validate(
-        {"name": "Keeper", "level": 5, "grants": {"account": {"read": "all", "edit": "all"}}}
-    )
+    wide = {"account": {"read": "all", "edit": "all"}}
+    keeper = CreateCustomRole.model_validate({"name": "Keeper", "level": 5, "grants": wide})
     role = execute(crm, keeper, owner.ctx).id
     execute(crm, GrantCustomRole(user_id=rep.user.id, role_id=role), owner.ctx)
     holding = moment_of(crm, rep)
+    # An edit is the role's event, not the rep's: its moment is the role's.
+    execute(crm, EditCustomRole.model_validate({"role_id": role, "grants": {}}), owner.ctx)
+    narrowed = moment_of(crm, role, CustomRole)
+    execute(crm, EditCustomRole.model_validate({"role_id": role, "grants": wide}), owner.ctx)
+    widened = moment_of(crm, role, CustomRole)
     execute(crm, RevokeCustomRole(user_id=rep.user.id, role_id=role), owner.ctx)
     after = moment_of(crm, rep)
 
-    assert by_email(access_as_of(crm, Account, account, holding))["rep@example.com"] == (
-        True,
-        True,
-        None,
-    )
-    assert by_email(access_as_of(crm, Account, account, after))["rep@example.com"][:2] == (
-        True,
-        False,
-    )
+    def rep_reads_and_changes(moment: datetime) -> tuple[bool, bool]:
+        could_read, could_change, _ = by_email(access_as_of(crm, Account, account, moment))[
+            "rep@example.com"
+        ]
+        return could_read, could_change
+
+    assert rep_reads_and_changes(holding) == (True, True)
+    assert rep_reads_and_changes(narrowed) == (True, False)
+    assert rep_reads_and_changes(widened) == (True, True)
+    assert rep_reads_and_changes(after) == (True, False)

@@ -70,7 +70,12 @@ from commands.pipelines import (
     ReorderStages,
     StageSpec,
 )
-from commands.roles import CreateCustomRole, GrantCustomRole, RevokeCustomRole
+from commands.roles import (
+    CreateCustomRole,
+    EditCustomRole,
+    GrantCustomRole,
+    RevokeCustomRole,
+)
 from commands.tasks import AssignTask, CompleteTask, CreateTask, ReopenTask, UpdateTask
 from commands.users import (
     AssignManager,
@@ -565,6 +570,13 @@ def users(s: Scenario) -> UUID:
     assert s.expect(
         User, GrantCustomRole(user_id=user, role_id=UUID(role)), user, "User.CustomRoleGranted"
     ) == {"custom_role_ids": c([], [role])}
+    # A role's new level is its holders' too: an event of theirs, saved with the edit.
+    before = head_version(s.crm, user)
+    execute(s.crm, EditCustomRole(role_id=UUID(role), level=4), s.ctx())
+    (followed,) = history(s.crm, User, user, public_json, after_version=before).entries
+    s.seen.add(followed.action)
+    assert (followed.action, followed.actor) == ("User.CustomRoleLevelChanged", boss)
+    assert followed.changes == {}  # a user shows the roles held, not their levels
     assert s.expect(
         User, RevokeCustomRole(user_id=user, role_id=UUID(role)), user, "User.CustomRoleRevoked"
     ) == {"custom_role_ids": c([role], [])}
