@@ -433,9 +433,13 @@ def test_interactions_are_counted_per_user_day_and_kind_as_corrected_and_retract
     sms = world.run(
         LogSms(occurred_at=at("2024-05-01T08:00:00+00:00"), direction="outbound", body="x", **links)
     )
-    world.run(LogCall(occurred_at=at("2024-05-01T12:00:00+00:00"), **links, **call), by=world.rep)
+    # The rep logs against a deal of their own (a rep links only what they may read).
+    rep_links = {"deal_id": world.deal(pipeline_id, owner=world.rep)}
+    world.run(
+        LogCall(occurred_at=at("2024-05-01T12:00:00+00:00"), **rep_links, **call), by=world.rep
+    )
     rep_note = world.run(
-        LogNote(occurred_at=at("2024-05-02T12:00:00+00:00"), body="y", **links), by=world.rep
+        LogNote(occurred_at=at("2024-05-02T12:00:00+00:00"), body="y", **rep_links), by=world.rep
     )
     # Moved a day back; a correction of another field leaves the day alone.
     world.run(CorrectInteraction(interaction_id=sms.id, occurred_at=at("2024-04-30T22:00:00Z")))

@@ -129,8 +129,15 @@ class History:
         self.run(LoseDeal(deal_id=c))
 
     def interactions(self, pipeline_id: UUID) -> None:
+        # The rep's deal: the rep logs against it too (a rep links only what they read).
         deal = self.run(
-            OpenDeal(title="I", amount=Decimal("5"), currency="EUR", pipeline_id=pipeline_id)
+            OpenDeal(
+                title="I",
+                amount=Decimal("5"),
+                currency="EUR",
+                pipeline_id=pipeline_id,
+                owner_id=self.rep.user.id,
+            )
         ).id
         link: dict[str, Any] = {"deal_id": deal}
         call: dict[str, Any] = {
