@@ -51,7 +51,7 @@ def _strings(values: Iterable[str]) -> str:
 
 
 #: Keys of the stored JSON that are not the event's data (``projections.events.decode``).
-_NOT_DATA = ("timestamp", "originator_topic", "_meta")
+_NOT_DATA = ("timestamp", "originator_topic", "class_version", "_meta")
 #: Keys never logged as fields: not data, redacted, or the event's own before (as are
 #: the keys that start with ``previous_``).
 _SKIPPED = _strings([*_NOT_DATA, *REDACTED, "previous"])

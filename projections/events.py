@@ -115,6 +115,7 @@ def decode(notification: StoredNotification) -> Recorded:
     meta = state.pop(META_KEY, None) or {}
     timestamp = state.pop("timestamp")
     state.pop("originator_topic", None)
+    state.pop("class_version", None)  # the library's bookkeeping, not the record's data
     for key, value in state.items():
         if type(value) in _CONTAINERS:
             state[key] = _plain(value)

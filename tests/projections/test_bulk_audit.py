@@ -360,3 +360,31 @@ def test_befores_from_the_state_and_from_the_event(crm: Crm, tmp_path: Path) -> 
     history.add(account, "Account.ParentChanged", parent_id=wrapped_uuid(5), previous=None)
     history.add(account, "Account.OwnerChanged", owner_id=wrapped_uuid(8), previous=wrapped_uuid(9))
     assert_bulk_equals_handlers(crm, history, tmp_path)
+
+
+def test_the_librarys_class_version_is_no_change_of_the_record(crm: Crm, tmp_path: Path) -> None:
+    """Events of a ``class_version`` above 1 store it in their state: it is the library's
+    bookkeeping, not a field of the record, in the live audit log and in a bulk build."""
+    history = History()
+    history.add(uid(1), "Contact.Created", first_name="A", tags=[])
+    history.add(
+        uid(1),
+        "Contact.Erased",
+        class_version=2,
+        basis=wrapped("enum:ErasureBasis", "objection"),
+        reference="GDPR-1",
+    )
+    crm.recorder.insert_events(history.events)
+    store = ReadStore(tmp_path / "bulk.duckdb", [AuditLog()])
+    try:
+        build(store, stage(crm.recorder, upto=2))
+        built = content([store])["audit_log"]
+    finally:
+        store.close()
+    for log in (rebuild(crm.recorder, FACTORIES)["audit_log"], built):
+        at = log.columns.index("changes")
+        erased = json.loads(log.rows[-1][at])
+        assert erased == {
+            "basis": {"before": None, "after": "objection"},
+            "reference": {"before": None, "after": "GDPR-1"},
+        }
