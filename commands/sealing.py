@@ -97,9 +97,9 @@ class KeyAccess:
         raise NotImplementedError
 
     def index_secret(self, name: str) -> bytes:
-        """The store's secret called ``name``: made at random by whichever process asks
-        first (an insert that does nothing if another made it, then a read, in one
-        transaction), so every process on the store reads the same one."""
+        """The store's secret called ``name``: read, or if there is none yet made at
+        random (an insert that does nothing if another process made one meanwhile, then
+        a read, in one transaction), so every process on the store reads the same one."""
         raise NotImplementedError
 
     # What the recorders call

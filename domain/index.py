@@ -1,6 +1,7 @@
 """Uniqueness through index aggregates.
 
-The id of a :class:`UniqueKey` derives from its scope and key alone, so two writers
+The id of a :class:`UniqueKey` derives from its scope and key alone (for contacts'
+addresses, with a secret of the store that every writer reads), so two writers
 claiming the same key collide on the same aggregate and version in the store:
 one commits, the other gets a conflict. Saved in the same ``save()`` as the record
 that holds the key (eventsourcing's contentmanagement ``Slug``). The id is a uuid5
