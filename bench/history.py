@@ -429,7 +429,7 @@ class History:
             tags=rng.sample(TAGS, rng.randrange(3)),
             lifecycle_stage=rng.choice((LifecycleStage.LEAD, LifecycleStage.SUBSCRIBER)),
         )
-        keys = [UniqueKey(scope=EMAIL_SCOPE, key=e, holder_id=contact.id) for e in contact.emails]
+        keys = [self.email_key(e, contact) for e in contact.emails]
         self.keys.update((k.key, k) for k in keys)
         self.contacts.append(contact)
         if account is not None:
@@ -438,6 +438,11 @@ class History:
 
     def contact(self) -> Contact:
         return self.rng.choice(self.contacts)
+
+    def email_key(self, email: str, contact: Contact) -> UniqueKey:
+        """A new e-mail key, at its keyed id, as ``commands/contacts.py`` makes one."""
+        key_id = self.crm.email_key_id(email)
+        return UniqueKey.create(scope=EMAIL_SCOPE, key=email, holder_id=contact.id, id=key_id)
 
     def update_contact(self) -> None:
         contact = self.contact()
@@ -455,7 +460,7 @@ class History:
         added, removed = contact.change_emails([new, *contact.emails[:1]])
         keys: list[UniqueKey] = []
         for email in added:
-            key = UniqueKey(scope=EMAIL_SCOPE, key=email, holder_id=contact.id)
+            key = self.email_key(email, contact)
             self.keys[email] = key
             keys.append(key)
         for email in removed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
@@ -29,9 +30,9 @@ from commands.chain import ChainedPostgresApplicationRecorder, ChainedSQLiteAppl
 from commands.errors import ConflictError, NotFoundError, StoreUnavailableError
 from commands.group_commit import GroupCommitter
 from commands.persistence import CrmMapper, Meta, register_transcodings, save_meta
-from commands.sealing import KeyAccess
+from commands.sealing import KeyAccess, new_secret
 from domain.account import Account
-from domain.contact import Contact
+from domain.contact import EMAIL_SCOPE, Contact, email_key_id
 from domain.deal import Deal
 from domain.interaction import Interaction
 from domain.pipeline import Pipeline
@@ -234,6 +235,22 @@ class Crm(Application[UUID]):
             return recorder.unsealed_versions(contact_id)
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError("the event store is unavailable") from error
+
+    @cached_property
+    def index_secret(self) -> bytes:
+        """The store's secret that keys the ids of contacts' e-mail keys
+        (``domain.contact.email_key_id``): read once per Crm, made on first use."""
+        recorder = self.recorder
+        if not isinstance(recorder, KeyAccess):
+            return new_secret()  # an in-memory store: it lives and dies with this object
+        try:
+            return recorder.index_secret(EMAIL_SCOPE)
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError("the event store is unavailable") from error
+
+    def email_key_id(self, email: str) -> UUID:
+        """The id of the index key of a contact's (normalized) e-mail address here."""
+        return email_key_id(self.index_secret, email)
 
     def position(self) -> int:
         """The global position of the newest event in the store (0 when empty)."""

@@ -34,7 +34,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from commands.sealing import KeyAccess, keys_table_name
+from commands.sealing import KeyAccess, keys_table_name, new_secret, secrets_table_name
 from domain.integrity import GENESIS, chain_table_name, digest_of, link_of
 from domain.privacy import may_carry_personal
 
@@ -65,6 +65,19 @@ class OpenedReads(KeyAccess):
     def read_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
         with self.datastore.transaction(commit=False) as cursor:
             return self.select_keys(cursor, subjects)
+
+    def index_secret(self, name: str) -> bytes:
+        with self.datastore.transaction(commit=False) as cursor:
+            found = self.select_secret(cursor, name)
+        if found is not None:
+            return found
+        # Whichever process gets here first makes it; the others' inserts do nothing,
+        # and every one of them reads the one that was committed.
+        with self.datastore.transaction(commit=True) as cursor:
+            self.insert_secret(cursor, name, new_secret())
+            made = self.select_secret(cursor, name)
+        assert made is not None
+        return made
 
     def stored_events(self, originator_id: UUID) -> Sequence[StoredEvent]:
         events: Sequence[StoredEvent] = super().select_events(originator_id)  # type: ignore[misc]
@@ -115,6 +128,23 @@ class ChainedSQLiteApplicationRecorder(OpenedReads, SQLiteApplicationRecorder):
         self.create_table_statements.append(
             f"CREATE TABLE IF NOT EXISTS {self.keys_table_name} ("
             "subject TEXT PRIMARY KEY, data_key BLOB)"
+        )
+        self.secrets_table_name = secrets_table_name(self.events_table_name)
+        self.create_table_statements.append(
+            f"CREATE TABLE IF NOT EXISTS {self.secrets_table_name} ("
+            "name TEXT PRIMARY KEY, secret BLOB NOT NULL)"
+        )
+
+    def select_secret(self, cursor: Any, name: str) -> bytes | None:
+        cursor.execute(f"SELECT secret FROM {self.secrets_table_name} WHERE name = ?", (name,))
+        row = cursor.fetchone()
+        return None if row is None else bytes(row[0])
+
+    def insert_secret(self, cursor: Any, name: str, secret: bytes) -> None:
+        cursor.execute(
+            f"INSERT INTO {self.secrets_table_name} (name, secret) VALUES (?, ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name, secret),
         )
 
     def select_keys(self, cursor: Any, subjects: Sequence[str]) -> dict[str, bytes | None]:
@@ -220,6 +250,31 @@ class ChainedPostgresApplicationRecorder(OpenedReads, PostgresApplicationRecorde
             "SELECT unnest(%s::text[]), NULL "
             "ON CONFLICT (subject) DO UPDATE SET data_key = NULL"
         ).format(schema=schema, table=keys)
+        self.secrets_table_name = secrets_table_name(self.events_table_name)
+        secrets_table = Identifier(self.secrets_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} "
+                "(name text PRIMARY KEY, secret bytea NOT NULL)"
+            ).format(schema=schema, table=secrets_table)
+        )
+        # Read committed (the store's level): the select sees a secret that a concurrent
+        # process committed while this insert waited on it and then did nothing.
+        self._insert_secret = SQL(
+            "INSERT INTO {schema}.{table} (name, secret) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO NOTHING"
+        ).format(schema=schema, table=secrets_table)
+        self._select_secret = SQL("SELECT secret FROM {schema}.{table} WHERE name = %s").format(
+            schema=schema, table=secrets_table
+        )
+
+    def select_secret(self, cursor: Any, name: str) -> bytes | None:
+        cursor.execute(self._select_secret, (name,))
+        row = cursor.fetchone()
+        return None if row is None else bytes(row["secret"])
+
+    def insert_secret(self, cursor: Any, name: str, secret: bytes) -> None:
+        cursor.execute(self._insert_secret, (name, secret))
 
     def select_keys(self, cursor: Any, subjects: Sequence[str]) -> dict[str, bytes | None]:
         cursor.execute(self._select_keys, (list(subjects),))

@@ -12,11 +12,18 @@ from commands.app import Crm
 from commands.context import Context, Decision, Payload, Removal, authorize
 from commands.errors import ConflictError, UnsealedHistoryError
 from commands.loading import check_account, check_user, load_permitted
-from domain.contact import EMAIL_SCOPE, ERASURE_REFERENCE, Contact, ErasureBasis, LifecycleStage
+from domain.contact import (
+    EMAIL_SCOPE,
+    ERASURE_REFERENCE,
+    Contact,
+    ErasureBasis,
+    LifecycleStage,
+    email_key_id,
+    legacy_email_key_id,
+)
 from domain.errors import InvalidValueError
 from domain.index import UniqueKey
 from domain.permissions import Action, Resource
-from domain.values import key_id
 
 MAX_LIST = 20
 
@@ -91,23 +98,54 @@ class ChangeLifecycleStage(LifecycleChange):
 
 
 def claim_emails(crm: Crm, contact_id: UUID, emails: list[str]) -> list[UniqueKey]:
-    return claim_email_keys(lambda key: crm.find(UniqueKey, key), contact_id, emails)
+    find = _finder(crm)
+    return claim_email_keys(find, crm.index_secret, contact_id, emails)
+
+
+def _finder(crm: Crm) -> Callable[[UUID], UniqueKey | None]:
+    return lambda key: crm.find(UniqueKey, key)
+
+
+def email_key_ids(secret: bytes, email: str) -> tuple[UUID, UUID]:
+    """Where the index key of ``email`` may be: its keyed id (``secret``: the store's
+    ``Crm.index_secret``), then its uuid5 id of a store written before keyed ids."""
+    return email_key_id(secret, email), legacy_email_key_id(email)
+
+
+def find_email_key(
+    find: Callable[[UUID], UniqueKey | None], secret: bytes, email: str
+) -> tuple[UUID, UniqueKey | None]:
+    """The keyed id of ``email`` and its index key, if any (``find`` gives the key stored
+    at an id, or None).
+
+    The key at the keyed id when there is one; else a key of a store written before keyed
+    ids, at the address's uuid5 id, while a contact holds it there. Once that one is
+    released the address is claimed at its keyed id only, and the legacy key is never
+    claimed again: an address never has a holder at both ids (a key is made at the keyed
+    id only once the legacy one was seen free, and two such claims collide there)."""
+    keyed, legacy = email_key_ids(secret, email)
+    found = find(keyed)
+    if found is None:
+        held_before = find(legacy)
+        if held_before is not None and held_before.holder_id is not None:
+            return keyed, held_before
+    return keyed, found
 
 
 def claim_email_keys(
-    find: Callable[[UUID], UniqueKey | None], contact_id: UUID, emails: list[str]
+    find: Callable[[UUID], UniqueKey | None], secret: bytes, contact_id: UUID, emails: list[str]
 ) -> list[UniqueKey]:
     """The index keys of ``emails``, claimed for the contact (``find`` gives the existing
-    key of an id, or None). Every key is checked before any is claimed: a refusal leaves
-    the keys found unchanged."""
-    found = [(email, find(key_id(EMAIL_SCOPE, email))) for email in emails]
-    for email, existing in found:
+    key of an id, or None; ``secret`` keys the ids, :func:`find_email_key`). Every key is
+    checked before any is claimed: a refusal leaves the keys found unchanged."""
+    found = [(email, *find_email_key(find, secret, email)) for email in emails]
+    for email, _, existing in found:
         if existing is not None:
             existing.check_free_for(contact_id, email)
     keys = []
-    for email, key in found:
+    for email, keyed, key in found:
         if key is None:
-            key = UniqueKey(scope=EMAIL_SCOPE, key=email, holder_id=contact_id)
+            key = UniqueKey.create(scope=EMAIL_SCOPE, key=email, holder_id=contact_id, id=keyed)
         else:
             key.claim(contact_id, email)
         keys.append(key)
@@ -115,9 +153,9 @@ def claim_email_keys(
 
 
 def release_emails(crm: Crm, contact_id: UUID, emails: list[str]) -> list[UniqueKey]:
-    keys = []
+    find, keys = _finder(crm), []
     for email in emails:
-        key = crm.find(UniqueKey, key_id(EMAIL_SCOPE, email))
+        _, key = find_email_key(find, crm.index_secret, email)
         if key is not None:
             key.release(contact_id)
             keys.append(key)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from commands.accounts import RegisterAccount, new_account, owner_or_actor
 from commands.app import Crm
-from commands.contacts import CreateContact, claim_email_keys, new_contact
+from commands.contacts import CreateContact, claim_email_keys, email_key_ids, new_contact
 from commands.context import Context, authorize
 from commands.deals import OpenDeal, new_deal
 from commands.import_store import ids_with_topics, load_many
@@ -37,7 +37,7 @@ from commands.interactions import (
 )
 from commands.users import USER_EMAIL_SCOPE
 from domain.account import Account
-from domain.contact import EMAIL_SCOPE, Contact
+from domain.contact import Contact
 from domain.deal import Deal
 from domain.errors import DomainError
 from domain.index import UniqueKey
@@ -162,6 +162,7 @@ class Lookup:
         """Load in one query the records that ``rows`` refer to and the e-mail keys they
         claim, unless this import holds them already."""
         own = {row.id for row in rows}
+        secret = self.crm.index_secret
         wanted: set[UUID] = set()
         for row in rows:
             for kind, value in row.references():
@@ -177,7 +178,7 @@ class Lookup:
                 for email in emails if isinstance(emails, list) else ():
                     # A bad address is refused with its reason when the row is built.
                     with contextlib.suppress(DomainError, AttributeError):
-                        wanted.add(key_id(EMAIL_SCOPE, normalize_email(email)))
+                        wanted.update(email_key_ids(secret, normalize_email(email)))
         self.pending = {}
         self.loaded = load_many(self.crm, wanted)
 
@@ -303,7 +304,9 @@ def build_contact(row: Row, find: Lookup) -> list[Aggregate]:
     cmd = CreateContact.model_validate({**data, "owner_id": owner_id, "account_id": account_id})
     authorize(cmd, find.ctx, owner_id, row.id)  # the table, as for POST
     contact = new_contact(cmd, owner_id, id=row.id)
-    keys = claim_email_keys(lambda i: find.record(UniqueKey, i), contact.id, contact.emails)
+    keys = claim_email_keys(
+        lambda i: find.record(UniqueKey, i), find.crm.index_secret, contact.id, contact.emails
+    )
     return [contact, *keys]
 
 

@@ -10,6 +10,10 @@ before sealing existed), and set to NULL in the very transaction that inserts it
 ``Contact.Erased``: an erased contact never has a live key, crash or not, and is never
 given a new one (sealing for it raises :class:`ErasedSubjectError`, a conflict).
 
+The same database holds the secrets that key the ids of the contacts' e-mail index
+(``<events table>_secrets``: name, secret; ``domain.contact.email_key_id``): made at
+random on first use, never changed nor destroyed (erasing a contact does not touch it).
+
 Reads through ``select_notifications`` and ``select_events`` come back opened: plain
 fields while the key lives, the erased values after. :meth:`open_states` serves the
 read side's own bulk reads (``projections/bulk.py``). ``crm verify`` reads the stored
@@ -18,6 +22,7 @@ bytes itself, so the chain still covers what is stored.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -48,6 +53,18 @@ def keys_table_name(events_table_name: str) -> str:
     return f"{events_table_name}_keys"
 
 
+def secrets_table_name(events_table_name: str) -> str:
+    return f"{events_table_name}_secrets"
+
+
+#: The length of a secret made by :meth:`KeyAccess.index_secret`.
+SECRET_BYTES = 32
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(SECRET_BYTES)
+
+
 def _hex(originator_id: object) -> str:
     return str(originator_id).replace("-", "")
 
@@ -70,6 +87,19 @@ class KeyAccess:
 
     def stored_events(self, originator_id: UUID) -> Sequence[StoredEvent]:
         """The record's events as stored (sealed states left sealed)."""
+        raise NotImplementedError
+
+    def select_secret(self, cursor: Any, name: str) -> bytes | None:
+        raise NotImplementedError
+
+    def insert_secret(self, cursor: Any, name: str, secret: bytes) -> None:
+        """Store ``secret`` as ``name`` unless the store has one by that name already."""
+        raise NotImplementedError
+
+    def index_secret(self, name: str) -> bytes:
+        """The store's secret called ``name``: read, or if there is none yet made at
+        random (an insert that does nothing if another process made one meanwhile, then
+        a read, in one transaction), so every process on the store reads the same one."""
         raise NotImplementedError
 
     # What the recorders call

@@ -12,10 +12,30 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidValueError, RecordRemovedError, StateConflictError
 from domain.privacy import ERASED
-from domain.values import Removable, check_name, check_removal_reason, normalize_email
+from domain.values import (
+    Removable,
+    check_name,
+    check_removal_reason,
+    key_id,
+    keyed_key_id,
+    normalize_email,
+)
 
 EMAIL_SCOPE = "contact-emails"
 MAX_TAG_LENGTH = 50
+
+
+def email_key_id(secret: bytes, email: str) -> UUID:
+    """The id of the index key of a contact's e-mail address: keyed with the store's
+    secret (``Crm.index_secret``), so that the id of a guessed address cannot be computed
+    from the events, an export or the Kafka topic."""
+    return keyed_key_id(secret, EMAIL_SCOPE, email)
+
+
+def legacy_email_key_id(email: str) -> UUID:
+    """Where stores written before keyed ids hold an address: a uuid5 of it (read only
+    while a contact still holds it there; never claimed anew)."""
+    return key_id(EMAIL_SCOPE, email)
 
 
 class LifecycleStage(Enum):

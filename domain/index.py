@@ -1,9 +1,13 @@
 """Uniqueness through index aggregates.
 
-The id of a :class:`UniqueKey` is a uuid5 of its scope and key, so two writers
+The id of a :class:`UniqueKey` derives from its scope and key alone (for contacts'
+addresses, with a secret of the store that every writer reads), so two writers
 claiming the same key collide on the same aggregate and version in the store:
 one commits, the other gets a conflict. Saved in the same ``save()`` as the record
-that holds the key (eventsourcing's contentmanagement ``Slug``).
+that holds the key (eventsourcing's contentmanagement ``Slug``). The id is a uuid5
+(:func:`domain.values.key_id`), except for contacts' e-mail addresses, whose id is
+keyed with a secret of the store (:func:`domain.contact.email_key_id`) and given to
+:meth:`UniqueKey.create`.
 
 Each event that gives a key a holder states the key: a contact's e-mail address is
 sealed under that contact's data key (``domain/privacy.py``), so the address must not
@@ -56,6 +60,11 @@ class UniqueKey(Aggregate):
     @staticmethod
     def create_id(scope: str, key: str, holder_id: UUID | None = None) -> UUID:
         return key_id(scope, key)
+
+    @classmethod
+    def create(cls, scope: str, key: str, holder_id: UUID | None, id: UUID) -> UniqueKey:
+        """A key claimed at an id derived elsewhere (a keyed id: ``domain.contact``)."""
+        return cls._create(cls.Claimed, id=id, scope=scope, key=key, holder_id=holder_id)
 
     def check_free_for(self, holder_id: UUID, key: str) -> None:
         """Refuse unless the key is free or ``holder_id``'s; ``key`` is the key asked

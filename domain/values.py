@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import uuid
 from dataclasses import dataclass
@@ -79,6 +81,18 @@ def check_name(name: str, what: str = "name", max_length: int = 200) -> str:
 def key_id(scope: str, key: str) -> uuid.UUID:
     """The id of an index aggregate for a natural key within a scope."""
     return uuid.uuid5(CRM_NAMESPACE, f"{scope}:{key}")
+
+
+def keyed_key_id(secret: bytes, scope: str, key: str) -> uuid.UUID:
+    """The id of an index aggregate whose key must not be confirmable from its id (a
+    contact's e-mail address): HMAC-SHA256 of scope and key under ``secret``, its first
+    16 bytes as a version-8 UUID (RFC 9562). Without the secret, a guessed key cannot
+    be turned into the id, as :func:`key_id`'s uuid5 can."""
+    digest = hmac.new(secret, f"{scope}:{key}".encode(), hashlib.sha256).digest()
+    value = int.from_bytes(digest[:16], "big")
+    value &= ~(0xF000 << 64) & ~(0xC000 << 48)  # clear the version and variant bits
+    value |= (8 << 76) | (0x8000 << 48)  # version 8, RFC 4122/9562 variant
+    return uuid.UUID(int=value)
 
 
 MAX_REMOVAL_REASON = 1000

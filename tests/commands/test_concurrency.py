@@ -20,14 +20,13 @@ from commands.errors import ConflictError
 from commands.handlers import HANDLERS, execute
 from commands.pipelines import CreatePipeline, StageSpec
 from commands.roles import CreateCustomRole, EditCustomRole, GrantCustomRole, RetireCustomRole
-from domain.contact import EMAIL_SCOPE, Contact
+from domain.contact import Contact
 from domain.custom_role import CustomRole
 from domain.deal import Deal
 from domain.index import UniqueKey
 from domain.pipeline import Pipeline
 from domain.roles import Role
 from domain.user import User
-from domain.values import key_id
 from tests.conftest import Person, invite
 
 WRITERS = 12
@@ -202,7 +201,7 @@ def test_of_many_contacts_created_at_once_with_one_email_exactly_one_is_stored(
     stored = new_notifications(crm, position)
     contacts = [n for n in stored if n[2] == get_topic(Contact.Created)]
     assert [n[0] for n in contacts] == [contact_id]
-    key = crm.load(UniqueKey, key_id(EMAIL_SCOPE, "ada@example.com"))
+    key = crm.load(UniqueKey, crm.email_key_id("ada@example.com"))
     assert key.holder_id == contact_id
     assert crm.load(Contact, contact_id).emails == ["ada@example.com"]
     assert len(stored) == 2, "the contact and its e-mail key, nothing else"

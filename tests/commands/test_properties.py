@@ -65,7 +65,7 @@ from commands.users import USER_EMAIL_SCOPE, DeactivateUser, GrantRole, InviteUs
 from domain.account import Account, AccountArchivedError, AccountError, Hierarchy
 from domain.account import AccountHierarchyCycleError as CycleError
 from domain.account import hierarchy_id as the_hierarchy
-from domain.contact import EMAIL_SCOPE, Contact
+from domain.contact import EMAIL_SCOPE, Contact, email_key_id
 from domain.deal import Deal, DealClosedError, DealNotClosedError, DealStatus
 from domain.errors import DomainError, InvalidValueError, NotPermittedError
 from domain.index import KeyTakenError, UniqueKey
@@ -246,8 +246,9 @@ def all_of(cls: type[A], records: Mapping[UUID, Aggregate]) -> list[A]:
     return [record for record in records.values() if isinstance(record, cls)]
 
 
-def check_invariants(records: Mapping[UUID, Aggregate]) -> None:
-    """The CRM's invariants over a complete set of aggregates."""
+def check_invariants(records: Mapping[UUID, Aggregate], secret: bytes) -> None:
+    """The CRM's invariants over a complete set of aggregates (``secret``: the store's
+    ``Crm.index_secret``, which keys the ids of contacts' e-mail keys)."""
     accounts = {a.id: a for a in all_of(Account, records)}
     for account in accounts.values():
         above: list[UUID] = []
@@ -258,7 +259,7 @@ def check_invariants(records: Mapping[UUID, Aggregate]) -> None:
             above.append(parent)
             parent = accounts[parent].parent_id
 
-    # By id (a uuid5 of scope and address): what uniqueness rests on. The stored address
+    # By id (keyed with the store's secret): what uniqueness rests on. The stored address
     # of a key first claimed by a contact since erased reads "[erased]".
     keys = {k.id: k.holder_id for k in all_of(UniqueKey, records)}
     holders: dict[str, UUID] = {}
@@ -269,9 +270,10 @@ def check_invariants(records: Mapping[UUID, Aggregate]) -> None:
         for email in contact.emails:
             assert email not in holders, f"{email} belongs to two contacts"
             holders[email] = contact.id
-            holder = keys.get(key_id(EMAIL_SCOPE, email))
+            holder = keys.get(email_key_id(secret, email))
             assert holder == contact.id, f"index disagrees on {email}"
-    held = {key_id(EMAIL_SCOPE, email): holder for email, holder in holders.items()}
+            assert key_id(EMAIL_SCOPE, email) not in keys, f"{email} has a key at its uuid5"
+    held = {email_key_id(secret, email): holder for email, holder in holders.items()}
     for key in all_of(UniqueKey, records):
         if key.scope == EMAIL_SCOPE:
             assert held.get(key.id) == key.holder_id, f"index holds {key.key} for the wrong one"
@@ -906,7 +908,7 @@ class CrmMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_crm_in_memory_agrees_with_the_model_and_keeps_every_invariant(self) -> None:
-        check_invariants(self.crm.live)
+        check_invariants(self.crm.live, self.crm.index_secret)
         for user_id, user in self.model.users.items():
             live_user = self.live(User, user_id)
             assert (live_user.email, live_user.roles, live_user.active) == (
@@ -971,7 +973,7 @@ class CrmMachine(RuleBasedStateMachine):
             for record_id, record in reloaded.items():
                 live = self.crm.live[record_id]
                 assert state(record) == state(live), f"{live!r} reloads differently"
-            check_invariants(reloaded)
+            check_invariants(reloaded, fresh.index_secret)
 
             # The hierarchy log, which serialises moves, ends where every account stands.
             last_parent: dict[UUID, UUID | None] = {}

@@ -11,8 +11,9 @@ import orjson
 from commands.contacts import CreateContact, EraseContact, UpdateContact
 from commands.context import Context
 from commands.handlers import execute
-from domain.contact import ErasureBasis
+from domain.contact import EMAIL_SCOPE, ErasureBasis
 from domain.roles import Authority, Role
+from domain.values import key_id
 from tests.conftest import invite
 from tests.projections.test_crash import open_crm
 from tests.streaming.test_relay import env, read_topic, relay
@@ -46,6 +47,11 @@ def test_messages_published_after_an_erasure_show_the_fields_erased(
         assert done.returncode == 0, done.stderr
         before = orjson.dumps(_published(env)).decode()
         assert all(secret in before for secret in SECRETS)  # the check below can fail
+        # Nor can a guessed address be confirmed by the id of its key (keyed, not uuid5).
+        guessed = key_id(EMAIL_SCOPE, "pw-hidden@example.net")
+        assert str(guessed) not in before
+        assert guessed.hex not in before
+        assert str(crm.email_key_id("pw-hidden@example.net")) in before
 
         erase = EraseContact(contact_id=contact.id, basis=ErasureBasis.CONSENT_WITHDRAWN)
         erasure = execute(crm, erase, system)
