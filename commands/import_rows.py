@@ -259,6 +259,7 @@ class Lookup:
         pipeline = self._pipelines[value]
         if isinstance(pipeline, str):
             raise RowRefusedError(pipeline)
+        check_readable(self.ctx.actor, pipeline)  # as POST /deals: a linked record
         return pipeline
 
     def _find_pipeline(self, value: str) -> Pipeline | str:

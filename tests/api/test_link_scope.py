@@ -171,3 +171,31 @@ def test_an_import_row_linking_an_unreadable_record_is_refused_with_its_line(
     assert set(reasons) == {1, 2}, report
     assert "contact" in reasons[1], reasons
     assert "deal" in reasons[2], reasons
+
+
+def test_a_deal_names_only_a_pipeline_its_creator_may_read_over_http_and_in_imports(
+    api: httpx.Client, crm: Crm, owner: Person, connect: Any
+) -> None:
+    pipeline = created(api.post("/pipelines", json={"name": "Sales", "stages": STAGES}))["id"]
+    # Someone who may open deals of their own, holding no scope on pipelines.
+    grants = {"deal": {"read": "own", "create": "own"}}
+    role = created(api.post("/roles", json={"name": "Opener", "level": 5, "grants": grants}))
+    opener = invite(crm, "opener@example.com", Role.SALES_REP)
+    user = f"/users/{opener.user.id}"
+    assert api.post(f"{user}/custom-roles", json={"role_id": role["id"]}).status_code == 200
+    assert api.delete(f"{user}/roles/sales_rep").status_code == 200
+    client = connect(opener.token)
+    deal = {"title": "D", "amount": "5", "currency": "EUR"}
+
+    before = crm.position()
+    refused = client.post("/deals", json={**deal, "pipeline_id": pipeline})
+    assert refused.status_code == 403, refused.text
+    assert_forbidden(crm, refused, before)
+    rows = [
+        {"kind": "deal", "external_id": "d1", **deal, "pipeline": pipeline},
+        {"kind": "deal", "external_id": "d2", **deal, "pipeline": "Sales"},
+    ]
+    report = client.post("/imports", json={"rows": rows})
+    assert report.status_code == 200, report.text
+    assert (report.json()["written"], report.json()["refused"]) == (0, 2), report.text
+    assert all("pipeline" in e["reason"] for e in report.json()["errors"]), report.text
