@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 from pydantic import Field
 
 from commands.app import Crm
 from commands.context import Context, Decision, Payload
+from commands.import_store import ids_with_topics, load_many
 from commands.loading import load_existing, load_target
 from commands.unique_keys import claim_key, release_key
 from domain.custom_role import CustomRole, parse_grants
@@ -93,7 +95,14 @@ def create_custom_role(cmd: CreateCustomRole, crm: Crm, ctx: Context) -> Decisio
 
 
 def holders_of(crm: Crm, role: CustomRole) -> list[User]:
-    return [crm.load(User, UUID(user_id)) for user_id in role.holder_ids]
+    """Every user who holds ``role``: those it recorded (``HolderAdded``), and any it was
+    granted to before roles recorded their holders, found from the users' own grants (a
+    scan of the grant events: editing or retiring a role is rare)."""
+    granted = ids_with_topics(crm, [get_topic(User.CustomRoleGranted)])
+    candidates = {UUID(user_id) for user_id in role.holder_ids} | granted
+    users = load_many(crm, candidates).values()
+    held = [u for u in users if isinstance(u, User) and str(role.id) in u.custom_roles]
+    return sorted(held, key=lambda user: str(user.id))
 
 
 def edit_custom_role(cmd: EditCustomRole, crm: Crm, ctx: Context) -> Decision:
@@ -139,7 +148,9 @@ def grant_custom_role(cmd: GrantCustomRole, crm: Crm, ctx: Context) -> Decision:
 
 def revoke_custom_role(cmd: RevokeCustomRole, crm: Crm, ctx: Context) -> Decision:
     user = load_target(crm, User, cmd.user_id, ctx)
-    role = load_existing(crm, CustomRole, cmd.role_id)
+    # A retired role can still be taken back (from a holder deactivated when it was
+    # retired, or granted before roles recorded their holders): its level counts until.
+    role = crm.load(CustomRole, cmd.role_id)
     user.revoke_custom_role(role, by=ctx.actor)
     role.remove_holder(user.id)
     return Decision(user, others=[role] if role.pending_events else [])

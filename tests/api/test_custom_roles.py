@@ -10,12 +10,13 @@ last Owner (``tests/domain/test_user_roles.py``), acting with a revoked token
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 
 from commands.app import Crm
 from commands.users import authority_of
+from domain.custom_role import CustomRole
 from domain.roles import Role
 from domain.user import User
 from tests.api.test_auth import STAGES, assert_forbidden, connect, created
@@ -321,3 +322,28 @@ def test_a_role_is_shown_to_who_administers_users_and_to_who_holds_defined_or_ma
     assert seen(rep) == {high, low, mine}
     assert connect(rep.token).get(f"/roles/{high}").json()["name"] == "High"
     assert connect(rep.token).get("/users/me").json()["custom_role_ids"] == [high]
+
+
+def test_holders_granted_before_roles_recorded_them_still_count(
+    api: httpx.Client, crm: Crm, owner: Person, connect: Any
+) -> None:
+    """A role granted by an earlier release recorded no holder on the role (only the
+    user's own event): its holders are found from their grants all the same, so they
+    bound who edits it and keep it from being retired under them."""
+    role_id = created(api.post("/roles", json=role("Legacy", 5)))["id"]
+    admin = invite(crm, "admin@example.com", Role.ADMIN, by=owner.user.authority)
+    senior = invite(crm, "senior@example.com", Role.SENIOR_MANAGER, by=owner.user.authority)
+    holder = crm.load(User, admin.user.id)
+    holder.grant_custom_role(crm.load(CustomRole, UUID(role_id)), by=owner.user.authority)
+    crm.save_with(owner.ctx.meta, holder)  # as the earlier release: the user's event alone
+    assert crm.load(CustomRole, UUID(role_id)).holder_ids == []
+
+    before = crm.position()
+    narrowed = connect(senior.token).patch(
+        f"/roles/{role_id}", json={"grants": {"deal": {"read": "own"}}}
+    )
+    assert narrowed.status_code == 403, narrowed.text
+    assert_forbidden(crm, narrowed, before)
+    assert "held by 1 active user" in assert_problem(api.delete(f"/roles/{role_id}"), 409)["detail"]
+    assert api.delete(f"/users/{admin.user.id}/custom-roles/{role_id}").is_success
+    assert api.delete(f"/roles/{role_id}").status_code == 200
