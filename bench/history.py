@@ -442,7 +442,7 @@ class History:
     def email_key(self, email: str, contact: Contact) -> UniqueKey:
         """A new e-mail key, at its keyed id, as ``commands/contacts.py`` makes one."""
         key_id = self.crm.email_key_id(email)
-        return UniqueKey.create(scope=EMAIL_SCOPE, key=email, holder_id=contact.id, id=key_id)
+        return UniqueKey.create(scope=EMAIL_SCOPE, holder_id=contact.id, id=key_id)
 
     def update_contact(self) -> None:
         contact = self.contact()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
@@ -12,6 +13,9 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import (
+    ApplicationRecorder,
+    EventStore,
+    InfrastructureFactory,
     IntegrityError,
     InterfaceError,
     JSONTranscoder,
@@ -21,7 +25,7 @@ from eventsourcing.persistence import (
     Recording,
     Transcoder,
 )
-from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
@@ -90,6 +94,28 @@ def store_env(database_url: str | None, sqlite_path: str, pool_size: int = 10) -
 SNAPSHOT_EVERY = 20
 
 
+#: The PostgreSQL advisory lock under which a process creates (or checks) its tables.
+DDL_LOCK = 0x43524D5F44444C  # "CRM_DDL"
+
+
+@contextmanager
+def one_at_a_time(factory: InfrastructureFactory[Any]) -> Iterator[None]:
+    """Serialize the library's table creation across processes on one PostgreSQL
+    database: its ``CREATE TABLE / TYPE / INDEX IF NOT EXISTS`` run by several processes
+    starting at once (API workers, a projector, the relay) fail with "tuple concurrently
+    updated" or a duplicate ``pg_type`` key. SQLite needs nothing: its writers queue."""
+    if not isinstance(factory, PostgresFactory):
+        yield
+        return
+    with factory.datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (DDL_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (DDL_LOCK,))
+            conn.commit()
+
+
 class Crm(Application[UUID]):
     """The event-sourced CRM. Every change goes through :meth:`save_with`."""
 
@@ -113,6 +139,14 @@ class Crm(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         return CrmMapper(transcoder=self.construct_transcoder())
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        with one_at_a_time(self.factory):
+            return super().construct_recorder()
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        with one_at_a_time(self.factory):
+            return super().construct_snapshot_store()
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = JSONTranscoder()

@@ -145,7 +145,7 @@ def claim_email_keys(
     keys = []
     for email, keyed, key in found:
         if key is None:
-            key = UniqueKey.create(scope=EMAIL_SCOPE, key=email, holder_id=contact_id, id=keyed)
+            key = UniqueKey.create(scope=EMAIL_SCOPE, holder_id=contact_id, id=keyed)
         else:
             key.claim(contact_id, email)
         keys.append(key)

@@ -9,9 +9,13 @@ that holds the key (eventsourcing's contentmanagement ``Slug``). The id is a uui
 keyed with a secret of the store (:func:`domain.contact.email_key_id`) and given to
 :meth:`UniqueKey.create`.
 
-Each event that gives a key a holder states the key: a contact's e-mail address is
-sealed under that contact's data key (``domain/privacy.py``), so the address must not
-be read from the first holder's events, whose key may since have been destroyed.
+A key at a keyed id does not store its key at all: the id is all a lookup needs, and
+a stored address would outlive its holders (a contact that drops an address and one
+that takes it later are linked by the key's events; reading the first one's sealed
+address would tell who held it after, even once that one is erased). Keys at uuid5 ids
+(users' addresses, role names, contacts' addresses in stores written before keyed ids)
+state their key in each event that gives them a holder, a contact's address sealed
+under that contact's data key (``domain/privacy.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import StateConflictError
+from domain.privacy import ERASED
 from domain.values import key_id
 
 
@@ -62,9 +67,17 @@ class UniqueKey(Aggregate):
         return key_id(scope, key)
 
     @classmethod
-    def create(cls, scope: str, key: str, holder_id: UUID | None, id: UUID) -> UniqueKey:
-        """A key claimed at an id derived elsewhere (a keyed id: ``domain.contact``)."""
-        return cls._create(cls.Claimed, id=id, scope=scope, key=key, holder_id=holder_id)
+    def create(cls, scope: str, holder_id: UUID | None, id: UUID) -> UniqueKey:
+        """A key claimed at an id keyed elsewhere (``domain.contact.email_key_id``); its
+        key is not stored (:attr:`key` is empty), the id stands for it."""
+        return cls._create(cls.Claimed, id=id, scope=scope, key="", holder_id=holder_id)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the key is at a keyed id, its key not stored (its empty key reads
+        erased once the first holder's data key is gone: it is sealed with the claim).
+        A legacy key whose holder was erased reads so too; it is never claimed again."""
+        return self.key in ("", ERASED)
 
     def check_free_for(self, holder_id: UUID, key: str) -> None:
         """Refuse unless the key is free or ``holder_id``'s; ``key`` is the key asked
@@ -78,7 +91,8 @@ class UniqueKey(Aggregate):
         """Give the key (``key``: as asked for, the key of this id) to ``holder_id``."""
         self.check_free_for(holder_id, key)
         if self.holder_id != holder_id:
-            self._reclaim(holder_id=holder_id, scope=self.scope, key=key)
+            stated = None if self.keyed else key
+            self._reclaim(holder_id=holder_id, scope=self.scope, key=stated)
 
     @event(Reclaimed)
     def _reclaim(self, holder_id: UUID, scope: str | None, key: str | None) -> None:
