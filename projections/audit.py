@@ -162,9 +162,12 @@ class AuditLog(Projector):
         state = self.state.setdefault(event.aggregate_id, {})
         if event.name == "Contact.Erased":
             # As a rebuild reads the earlier events: each personal value erased, a None
-            # (or a field never set) left as it is.
+            # (or a field never set) left as it is; and a field whose every value reads
+            # None once erased (the job title) never logged, so not in the state at all.
             for field, value in ERASED_VALUES.items():
-                if state.get(field) is not None:
+                if value is None:
+                    state.pop(field, None)
+                elif state.get(field) is not None:
                     state[field] = value
             self.erased.append((event.aggregate_id, event.position))
         diff = changes(state, event)

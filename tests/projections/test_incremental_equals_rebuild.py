@@ -32,8 +32,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
     consumes,
     initialize,
+    multiple,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -49,6 +52,7 @@ from commands.accounts import (
 from commands.app import Crm
 from commands.contacts import (
     ChangeLifecycleStage,
+    EraseContact,
     LinkContactToAccount,
     ReassignContact,
     RemoveContact,
@@ -63,9 +67,11 @@ from commands.handlers import execute
 from commands.pipelines import ChangeStage, RenamePipeline, ReorderStages
 from commands.tasks import AssignTask, UpdateTask
 from commands.users import AssignManager, IssueToken, RevokeToken
-from domain.contact import LifecycleStage
+from domain.contact import EMAIL_SCOPE, LifecycleStage
 from domain.errors import DomainError
+from domain.index import UniqueKey
 from domain.pipeline import Pipeline
+from domain.privacy import ERASED
 from domain.user import User
 from projections.events import Recorded
 from projections.projector import ProjectionError, Projector
@@ -73,7 +79,7 @@ from projections.registry import PROJECTORS
 from projections.runner import Runner
 from projections.store import ReadStore
 from projections.tables import Column, Table
-from tests.commands.test_properties import ACTORS, STAGE_NAMES, CrmMachine
+from tests.commands.test_properties import ACTORS, STAGE_NAMES, CrmMachine, state
 from tests.conftest import Person
 from tests.projections.compare import assert_same_as_rebuilt, content, rebuild
 from tests.services import StoreFactory
@@ -101,6 +107,8 @@ class ProjectedCrmMachine(CrmMachine):
 
     #: What the read side does after each command that wrote events, in turn.
     plan: Iterator[ReadTurn] | None = None
+    #: Contacts removed, which may still be erased.
+    removed_contacts = Bundle[UUID]("removed_contacts")
     #: The read models it feeds.
     read_models: ClassVar[Mapping[str, Callable[[], Projector]]] = PROJECTORS
 
@@ -113,6 +121,8 @@ class ProjectedCrmMachine(CrmMachine):
         self.directory = self.new_read_directory()
         self.stores = self.open_stores()
         self.compared_at = 0
+        #: The position of the last erasure carried out (0: none yet).
+        self.last_erasure = 0
 
     # -- the read side ------------------------------------------------------------------
 
@@ -156,7 +166,13 @@ class ProjectedCrmMachine(CrmMachine):
     def advanced_since_compared(self) -> bool:
         return self.stores[0].low_position() != self.compared_at
 
-    @precondition(advanced_since_compared)
+    def past_every_erasure(self) -> bool:
+        # A rebuild to a position before an erasure already reads the erased contact's
+        # events erased (its key is gone), where the read models at that position read
+        # them in plain: nothing can agree there before the erasure is applied.
+        return self.stores[0].low_position() >= self.last_erasure
+
+    @precondition(lambda self: self.advanced_since_compared() and self.past_every_erasure())
     @rule()
     def the_read_models_so_far_equal_a_rebuild_to_the_same_position(self) -> None:
         assert_same_as_rebuilt(self.crm.recorder, self.factories, self.stores)
@@ -305,10 +321,41 @@ class ProjectedCrmMachine(CrmMachine):
     def remove_account(self, actor: int, account: UUID) -> None:
         self.attempt_command(RemoveAccount(account_id=account, reason="duplicate"), actor)
 
+    @rule(target=removed_contacts, actor=ACTORS, contact=consumes(CrmMachine.contacts))
+    def remove_contact(self, actor: int, contact: UUID) -> UUID | MultipleResults[UUID]:
+        if not self.attempt_command(RemoveContact(contact_id=contact), actor):
+            return multiple()
+        self.model.contacts[contact] = []  # its addresses are free again
+        return contact
+
+    # GDPR erasure: the contact's key is destroyed with ``Contact.Erased``; every earlier
+    # event of it reads erased from then on, and a rebuild (which reads them so) must
+    # equal the read models that blanked or dropped what they held. A live contact, with
+    # whatever deals, interactions and tasks name it, or one removed before.
+
     @rule(actor=ACTORS, contact=consumes(CrmMachine.contacts))
-    def remove_contact(self, actor: int, contact: UUID) -> None:
-        if self.attempt_command(RemoveContact(contact_id=contact), actor):
-            self.model.contacts[contact] = []  # its addresses are free again
+    def erase_contact(self, actor: int, contact: UUID) -> None:
+        receipt = self.attempt_command(EraseContact(contact_id=contact), actor)
+        if receipt is not None:
+            self.contact_erased(contact, receipt.position)
+
+    @rule(actor=ACTORS, contact=consumes(removed_contacts))
+    def erase_removed_contact(self, actor: int, contact: UUID) -> None:
+        receipt = self.attempt_command(EraseContact(contact_id=contact), actor)
+        if receipt is not None:
+            self.contact_erased(contact, receipt.position)
+
+    def contact_erased(self, contact: UUID, position: int) -> None:
+        self.last_erasure = position
+        self.model.contacts[contact] = []  # its addresses are free again
+        # The e-mail keys it claimed first now reload with the address erased, and
+        # nothing else changed: the ones in memory follow, as the next command loads them.
+        for record_id, record in list(self.crm.live.items()):
+            if isinstance(record, UniqueKey) and record.scope == EMAIL_SCOPE:
+                reloaded: UniqueKey = self.reader.repository.get(record_id)
+                assert reloaded.key in (record.key, ERASED), f"{record.key} reloads wrong"
+                assert state(reloaded) == {**state(record), "key": reloaded.key}
+                self.crm.live[record_id] = reloaded
 
     @rule(actor=ACTORS, deal=consumes(CrmMachine.deals))
     def remove_deal(self, actor: int, deal: UUID) -> None:
