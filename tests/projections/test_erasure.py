@@ -28,6 +28,7 @@ from commands.handlers import execute
 from commands.interactions import LogNote
 from commands.pipelines import CreatePipeline, StageSpec
 from commands.tasks import CreateTask
+from domain.contact import ErasureBasis
 from domain.task import RecordKind
 from projections.bulk import build, has_bulk_path, stage
 from projections.registry import PROJECTORS
@@ -73,7 +74,7 @@ def a_contact_with_a_job_title_changed_then_erased(write: Writer) -> None:
     write(UpdateContact(contact_id=contact, emails=["zq@example.org"], phones=["+44 7000"]))
     write(UpdateContact(contact_id=contact, job_title=None))
     write(UpdateContact(contact_id=contact, job_title="Oracle"))
-    write(EraseContact(contact_id=contact, reason="art. 17 request"))
+    write(EraseContact(contact_id=contact, basis=ErasureBasis.OBJECTION, reference="GDPR-17"))
 
 
 def a_contact_removed_then_erased(write: Writer) -> None:
@@ -86,7 +87,7 @@ def a_contact_removed_then_erased(write: Writer) -> None:
     write(UpdateDeal(deal_id=deal, contact_ids=[contact, other]))
     write(RemoveContact(contact_id=contact, reason="left Zebulon's company"))
     write(UpdateDeal(deal_id=deal, title="Fairer deal"))
-    write(EraseContact(contact_id=contact))
+    write(EraseContact(contact_id=contact, basis=ErasureBasis.CONSENT_WITHDRAWN))
     write(UpdateContact(contact_id=other, last_name="Lee"))
 
 
@@ -100,7 +101,7 @@ def an_erased_contact_named_by_a_deal_an_interaction_and_a_task(write: Writer) -
     write(LogNote(occurred_at=occurred_at, contact_ids=[contact], deal_id=deal, body="met"))
     write(CreateTask(title="Call back", linked_kind=RecordKind.CONTACT, linked_id=contact))
     write(UpdateContact(contact_id=contact, first_name="Zeb"))
-    write(EraseContact(contact_id=contact, reason="art. 17 request"))
+    write(EraseContact(contact_id=contact, basis=ErasureBasis.OBJECTION, reference="GDPR-17"))
     write(UpdateDeal(deal_id=deal, title="Fairer deal"))
 
 

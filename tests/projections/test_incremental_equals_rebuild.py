@@ -67,7 +67,7 @@ from commands.handlers import execute
 from commands.pipelines import ChangeStage, RenamePipeline, ReorderStages
 from commands.tasks import AssignTask, UpdateTask
 from commands.users import AssignManager, IssueToken, RevokeToken
-from domain.contact import EMAIL_SCOPE, LifecycleStage
+from domain.contact import EMAIL_SCOPE, ErasureBasis, LifecycleStage
 from domain.errors import DomainError
 from domain.index import UniqueKey
 from domain.pipeline import Pipeline
@@ -335,13 +335,17 @@ class ProjectedCrmMachine(CrmMachine):
 
     @rule(actor=ACTORS, contact=consumes(CrmMachine.contacts))
     def erase_contact(self, actor: int, contact: UUID) -> None:
-        receipt = self.attempt_command(EraseContact(contact_id=contact), actor)
+        receipt = self.attempt_command(
+            EraseContact(contact_id=contact, basis=ErasureBasis.CONSENT_WITHDRAWN), actor
+        )
         if receipt is not None:
             self.contact_erased(contact, receipt.position)
 
     @rule(actor=ACTORS, contact=consumes(removed_contacts))
     def erase_removed_contact(self, actor: int, contact: UUID) -> None:
-        receipt = self.attempt_command(EraseContact(contact_id=contact), actor)
+        receipt = self.attempt_command(
+            EraseContact(contact_id=contact, basis=ErasureBasis.CONSENT_WITHDRAWN), actor
+        )
         if receipt is not None:
             self.contact_erased(contact, receipt.position)
 
