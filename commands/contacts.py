@@ -10,8 +10,8 @@ from pydantic import EmailStr, Field
 from commands.accounts import owner_or_actor
 from commands.app import Crm
 from commands.context import Context, Decision, Payload, Removal, authorize
-from commands.errors import ConflictError, UnsealedHistoryError
-from commands.loading import check_account, check_user, load_permitted
+from commands.errors import UnsealedHistoryError
+from commands.loading import check_account, check_expected_version, check_user, load_permitted
 from domain.contact import (
     EMAIL_SCOPE,
     ERASURE_REFERENCE,
@@ -281,10 +281,7 @@ def erase_contact(cmd: EraseContact, crm: Crm, ctx: Context) -> Decision:
     contact = crm.load(Contact, cmd.contact_id)
     authorize(cmd, ctx, contact.owner_id, contact.id)
     if not contact.erased:
-        if ctx.expected_version is not None and contact.version != ctx.expected_version:
-            raise ConflictError(
-                f"expected version {ctx.expected_version}, but the record is at {contact.version}"
-            )
+        check_expected_version(contact, ctx)
         check_all_sealed(crm, contact.id)
     emails = contact.erase(cmd.basis, cmd.reference)
     return Decision(contact, others=release_emails(crm, contact.id, emails))

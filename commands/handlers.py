@@ -104,11 +104,7 @@ def execute(crm: Crm, command: Payload, ctx: Context) -> Receipt:
         return replay
     try:
         return _decide_and_save(
-            crm,
-            handler,
-            command,
-            ctx,
-            lambda decision: _record(actor, key, request, command, decision),
+            crm, handler, command, ctx, lambda decision: _record(actor, key, request, decision)
         )
     except (DomainError, CommandError):
         # A concurrent retry may have committed first: then its reply is ours.
@@ -139,9 +135,7 @@ def _decide_and_save(
     )
 
 
-def _record(
-    actor: str, key: str, request: str, command: Payload, decision: Decision
-) -> IdempotencyRecord:
+def _record(actor: str, key: str, request: str, decision: Decision) -> IdempotencyRecord:
     return IdempotencyRecord(
         actor=actor,
         key=key,
@@ -149,16 +143,17 @@ def _record(
         target_id=decision.target.id,
         target_version=decision.target.version,
         created=decision.created,
-        subject_id=_sealed_for(command, decision),
+        subject_id=_sealed_for(decision),
     )
 
 
-def _sealed_for(command: Payload, decision: Decision) -> UUID | None:
-    """The contact under whose key the fingerprint of ``command`` is sealed: the one it
-    is about. Not the erasure's own: it carries nothing personal (id, basis, ticket),
-    and sealed under the key it destroys, its retry could never be matched."""
+def _sealed_for(decision: Decision) -> UUID | None:
+    """The contact under whose key the fingerprint of the command is sealed: the one it
+    is about. Not an erasure's (its contact is erased by then): it carries nothing
+    personal (id, basis, ticket), and sealed under the key it destroys, its retry could
+    never be matched."""
     target = decision.target
-    if isinstance(target, Contact) and not isinstance(command, contacts.EraseContact):
+    if isinstance(target, Contact) and not target.erased:
         return target.id
     return None
 

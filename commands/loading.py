@@ -25,11 +25,16 @@ def load_target(crm: Crm, cls: type[A], record_id: UUID, ctx: Context) -> A:
     version the client expected (``If-Match``), or if it was removed."""
     aggregate = crm.load(cls, record_id)
     check_not_removed(aggregate)
+    check_expected_version(aggregate, ctx)
+    return aggregate
+
+
+def check_expected_version(aggregate: Aggregate, ctx: Context) -> None:
+    """Refuse with a conflict unless the record is at the version the client expected."""
     if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
         raise ConflictError(
             f"expected version {ctx.expected_version}, but the record is at {aggregate.version}"
         )
-    return aggregate
 
 
 def load_permitted(crm: Crm, cls: type[A], record_id: UUID, cmd: Payload, ctx: Context) -> A:
