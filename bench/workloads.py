@@ -5,6 +5,10 @@ The command mix, by weight: log a call 4, move a deal to another stage 3, create
 contact (unique e-mail) 2, register an account 1. Moves pick a deal at random, so
 concurrent writers to one deal are rare with many deals; the workload remembers each
 deal's stage as last seen, so a move always names another stage.
+
+Sales reps reach only their own records (and read their team's), so every record a
+request names belongs to the rep who sends it: fixture ``i`` is created by rep
+``i % users``, and its links point at records of that same rep.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ async def create_fixtures(
     pipeline = _post("/pipelines", {"name": f"Bench {tag}", "stages": stages}, owner)
     (pipeline_id,) = _ids(await send_all(clients, [pipeline], 1))
 
-    n_accounts, n_contacts, n_deals = max(1, accounts), max(1, contacts), max(1, deals)
+    # Every rep owns at least one record of each kind.
+    n_accounts, n_contacts, n_deals = (max(users, n) for n in (accounts, contacts, deals))
     total = n_accounts + n_contacts + n_deals
     task = bar.add_task("fixtures", total=total, note="") if bar is not None else None
     base = 0
@@ -86,6 +91,10 @@ async def create_fixtures(
 
     def rep(i: int) -> str:
         return reps[i % len(reps)]
+
+    def same_rep(i: int, n: int) -> int:
+        """An index below ``n`` created by the same rep as fixture ``i``."""
+        return owned(i % len(reps), i // len(reps), n, len(reps))
 
     new_accounts = [
         _post("/accounts", {"name": f"Fixture account {i}", "country": "DE"}, rep(i))
@@ -100,7 +109,7 @@ async def create_fixtures(
                 "first_name": "Fixture",
                 "last_name": f"Contact {i}",
                 "emails": [f"fixture{i}.{tag}@bench.example"],
-                "account_id": account_ids[i % n_accounts],
+                "account_id": account_ids[same_rep(i, n_accounts)],
             },
             rep(i),
         )
@@ -116,8 +125,8 @@ async def create_fixtures(
                 "amount": f"{1000 + i}.00",
                 "currency": "EUR",
                 "pipeline_id": pipeline_id,
-                "account_id": account_ids[i % n_accounts],
-                "contact_ids": [contact_ids[i % n_contacts]],
+                "account_id": account_ids[same_rep(i, n_accounts)],
+                "contact_ids": [contact_ids[same_rep(i, n_contacts)]],
             },
             rep(i),
         )
@@ -129,12 +138,24 @@ async def create_fixtures(
     return Fixtures(owner, reps, pipeline_id, account_ids, contact_ids, deal_ids)
 
 
+def owned(rep: int, k: int, n: int, reps: int) -> int:
+    """The ``k``-th index below ``n`` (cycling) among those created by rep ``rep``: the
+    indices ``rep``, ``rep + reps``, ``rep + 2 * reps`` … (``n >= reps``)."""
+    count = (n - rep + reps - 1) // reps
+    return rep + reps * (k % count)
+
+
 # ---------------------------------------------------------------- workloads
 
 
 class World:
     """What the workloads of one server share: fixtures, a serial number for unique
     names and e-mails, and each deal's stage as last seen."""
+
+    def pick(self, rep: int, n: int) -> int:
+        """A random index below ``n`` among the records created by rep ``rep``."""
+        reps = len(self.fixtures.rep_tokens)
+        return owned(rep, self.rng.randrange(n), n, reps)
 
     def __init__(self, fixtures: Fixtures, tag: str, seed: int) -> None:
         self.fixtures = fixtures
@@ -161,7 +182,7 @@ class CommandMix:
     def __init__(self, world: World, weights: dict[str, int]) -> None:
         self.world = world
         self.labels = [label for label, weight in weights.items() for _ in range(weight)]
-        self.build: dict[str, Callable[[str], Request]] = {
+        self.build: dict[str, Callable[[int], Request]] = {
             "register-account": self.register_account,
             "create-contact": self.create_contact,
             "log-call": self.log_call,
@@ -169,10 +190,13 @@ class CommandMix:
         }
 
     def next(self, worker: int) -> Request:
-        tokens = self.world.fixtures.rep_tokens
-        return self.build[self.world.rng.choice(self.labels)](tokens[worker % len(tokens)])
+        rep = worker % len(self.world.fixtures.rep_tokens)
+        return self.build[self.world.rng.choice(self.labels)](rep)
 
-    def register_account(self, token: str) -> Request:
+    def token(self, rep: int) -> str:
+        return self.world.fixtures.rep_tokens[rep]
+
+    def register_account(self, rep: int) -> Request:
         n = next(self.world.serial)
         body = {
             "name": f"Bench account {n}",
@@ -180,36 +204,38 @@ class CommandMix:
             "industry": "Software",
             "country": "DE",
         }
-        return _post("/accounts", body, token, "register-account")
+        return _post("/accounts", body, self.token(rep), "register-account")
 
-    def create_contact(self, token: str) -> Request:
+    def create_contact(self, rep: int) -> Request:
         world, n = self.world, next(self.world.serial)
+        accounts = world.fixtures.account_ids
         body = {
             "first_name": "Bench",
             "last_name": f"Contact {n}",
             "emails": [f"c{n}.{world.tag}@bench.example"],
             "job_title": "Buyer",
-            "account_id": world.rng.choice(world.fixtures.account_ids),
+            "account_id": accounts[world.pick(rep, len(accounts))],
             "tags": ["bench"],
         }
-        return _post("/contacts", body, token, "create-contact")
+        return _post("/contacts", body, self.token(rep), "create-contact")
 
-    def log_call(self, token: str) -> Request:
+    def log_call(self, rep: int) -> Request:
         world = self.world
+        contacts, deals = world.fixtures.contact_ids, world.fixtures.deal_ids
         body = {
             "occurred_at": world.occurred_at,
             "direction": "outbound",
             "duration_seconds": world.rng.randint(30, 1800),
             "outcome": "connected",
             "notes": "Walked through the proposal",
-            "contact_ids": [world.rng.choice(world.fixtures.contact_ids)],
-            "deal_id": world.rng.choice(world.fixtures.deal_ids),
+            "contact_ids": [contacts[world.pick(rep, len(contacts))]],
+            "deal_id": deals[world.pick(rep, len(deals))],
         }
-        return _post("/interactions/calls", body, token, "log-call")
+        return _post("/interactions/calls", body, self.token(rep), "log-call")
 
-    def move_deal(self, token: str) -> Request:
+    def move_deal(self, rep: int) -> Request:
         world = self.world
-        deal = world.rng.randrange(len(world.fixtures.deal_ids))
+        deal = world.pick(rep, len(world.fixtures.deal_ids))
         stage = (world.deal_stage[deal] + world.rng.randrange(1, len(STAGES))) % len(STAGES)
 
         def moved(_: bytes) -> None:
@@ -217,4 +243,4 @@ class CommandMix:
 
         path = f"/deals/{world.fixtures.deal_ids[deal]}/stage-changes"
         body = json.dumps({"stage": STAGES[stage][0]}).encode()
-        return Request("move-deal", "POST", path, body, token, on_success=moved)
+        return Request("move-deal", "POST", path, body, self.token(rep), on_success=moved)
