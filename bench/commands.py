@@ -13,6 +13,10 @@ seconds each after a warm-up:
            register an account 10%
   register-account, create-contact, log-call, move-deal: one command type alone
 
+Beside them, unless ``--no-floor``, the same scenarios against the framework floor
+(``bench/floor.py``): FastAPI and uvicorn alone, with the mix's routes and command
+models and nothing behind them. ``x floor`` reads each figure against it.
+
 Moves pick a deal at random among ``--deals-per-client`` x clients, so concurrent
 writers to one deal are rare; when they happen the loser gets 409, counted apart.
 Any other non-2xx reply, or a request without a reply, is a failure: reported in red,
@@ -58,6 +62,7 @@ from bench.common import (
     throwaway_database,
     write_json,
 )
+from bench.floor import floor_server
 from bench.load import CLIENT_KINDS, ClientKind, Clients, Request, Run, Tally, drive, run_async
 from bench.workloads import COMMANDS, MIX_WEIGHTS, CommandMix, Single, World, create_fixtures
 
@@ -71,6 +76,10 @@ DEFAULT_SCENARIOS = ("health", "mix")
 #: Only a move can lose a race with another writer of the same deal.
 EXPECTED_CONFLICTS = {"move-deal": (409,)}
 TITLES = {"health": "GET /health", "me": "GET /users/me", "mix": "command mix"}
+#: The framework floor's results, beside the stores'.
+FLOOR = "floor"
+#: What the floor can serve of the scenarios (it has no users).
+FLOOR_SCENARIOS = frozenset(SCENARIOS) - {"me"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +122,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="group: the server commits concurrent commands together (the default of crm "
         "serve); single: one transaction per command (CRM_GROUP_COMMIT=false, the library's "
         "way: the baseline); both (default): each store measured both ways, in this run",
+    )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the framework floor: FastAPI alone with the same routes and "
+        "bodies, nothing behind them (default: on)",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the mix (1)")
     add_output_options(parser, NAME)
@@ -219,6 +235,11 @@ def bench_store(store: str, args: argparse.Namespace, mode: str) -> list[Scenari
         return run_async(lambda: measure_store(store, server, args))
 
 
+def bench_floor(args: argparse.Namespace) -> list[Scenario]:
+    with floor_server() as server:
+        return run_async(lambda: measure_store(FLOOR, server, args))
+
+
 def _key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -235,6 +256,7 @@ COLUMNS = (
     "2xx/s",
     "x health",
     "x single",
+    "x floor",
     "p50 ms",
     "p99 ms",
     "max ms",
@@ -258,6 +280,17 @@ def single_rate(results: dict[str, list[Scenario]], store: str, name: str) -> fl
     return math.nan
 
 
+def floor_rate(results: dict[str, list[Scenario]], store: str, name: str) -> float:
+    """The 2xx/s of scenario ``name`` on the framework floor, for a store's row; NaN
+    otherwise."""
+    if store == FLOOR:
+        return math.nan
+    for scenario in results.get(FLOOR, []):
+        if scenario.name == name:
+            return scenario.ok_rate()
+    return math.nan
+
+
 def baseline_rate(scenarios: Sequence[Scenario]) -> float:
     for scenario in scenarios:
         if scenario.name == BASELINE:
@@ -273,6 +306,7 @@ def row(
     failed: int,
     cpu: dict[str, float | None] | None,
     single: float = math.nan,
+    floor: float = math.nan,
 ) -> list[str]:
     latency = tally.latency()
     return [
@@ -281,6 +315,7 @@ def row(
         fmt_rate(rate),
         fmt_ratio(ratio(rate, base)),
         "" if math.isnan(single) else fmt_ratio(ratio(rate, single)),
+        "" if math.isnan(floor) else fmt_ratio(ratio(rate, floor)),
         fmt_ms(latency.p50),
         fmt_ms(latency.p99),
         fmt_ms(latency.max),
@@ -314,8 +349,9 @@ def print_report(outcome: Outcome, args: argparse.Namespace) -> None:
         f"{args.clients} clients ({args.client} client, keep-alive), {args.duration:g} s per "
         f"scenario after {args.warmup:g} s warm-up, {os.cpu_count()} CPUs{busy}. "
         "x health = 2xx/s / GET /health 2xx/s on the same server in this run; x single = "
-        "2xx/s / the same scenario's 2xx/s with one commit per command, in this run; "
-        "indented rows "
+        "2xx/s / the same scenario's 2xx/s with one commit per command, in this run; x floor "
+        "= 2xx/s / the same scenario's 2xx/s on the framework floor (FastAPI alone with the "
+        "same routes and bodies, nothing behind them), in this run; indented rows "
         "are the parts of the mix. CPU srv / gen = % of one core used by the server process / "
         "this load generator; CPU box = % of all cores busy (incl. the database)."
     )
@@ -327,7 +363,9 @@ def print_report(outcome: Outcome, args: argparse.Namespace) -> None:
             title = f"{store} · {TITLES.get(scenario.name, scenario.name)}"
             failed = scenario.failures()
             single = single_rate(results, store, scenario.name)
-            cells = row(title, total, scenario.ok_rate(), base, failed, scenario.cpu, single)
+            floor = floor_rate(results, store, scenario.name)
+            rate = scenario.ok_rate()
+            cells = row(title, total, rate, base, failed, scenario.cpu, single, floor)
             table.add_row(*cells, style="bold red" if failed else None)
             if scenario.name == "mix":
                 for label in COMMANDS:
@@ -421,6 +459,8 @@ def figures(outcome: Outcome, args: argparse.Namespace) -> dict[str, Any]:
             "postgres_url": redact(postgres_url(args.postgres_url)),
         },
         "baseline": "GET /health on the same server, same run",
+        "floor": "FastAPI alone with the same routes and bodies, nothing behind them; "
+        "same run, same client (stores.floor)",
         "load_average_before": args.load_before,
         "cpu_units": "server_pct, client_pct: % of one core; machine_pct: % of all cores",
         "stores": stores,
@@ -455,6 +495,15 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"[bold red]{store} failed[/bold red] (details after the table)")
     if not outcome.results and not outcome.broken:
         raise BenchError("no store could be measured")
+    if args.floor:
+        err.print("[bold]framework floor[/bold]: starting uvicorn …", highlight=False)
+        floor_args = argparse.Namespace(**vars(args))
+        floor_args.scenarios = [s for s in args.scenarios if s in FLOOR_SCENARIOS]
+        try:
+            outcome.results[FLOOR] = bench_floor(floor_args)
+        except BenchError as error:
+            outcome.broken[FLOOR] = str(error)
+            err.print("[bold red]the floor failed[/bold red] (details after the table)")
     print_report(outcome, args)
     path = write_json(NAME, figures(outcome, args), args.json)
     err.print(f"figures written to {path}", highlight=False)

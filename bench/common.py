@@ -390,35 +390,51 @@ def crm_server(
         workdir = Path(tmp)
         env = server_env(workdir / "data", database_url, extra_env or {})
         token = _init(env, workdir)
-        port = free_port()
-        host = "127.0.0.1"
-        log_path = workdir / "server.log"
-        with log_path.open("wb") as log:
-            # The server's output goes to a file, never a pipe nobody reads: a full pipe
-            # would block the server mid-benchmark. Its own session: Ctrl-C reaches only
-            # us, and we stop it in order.
-            process = subprocess.Popen(
-                [*crm_command(), "serve", "--host", host, "--port", str(port)],
-                env=env,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            server = RunningServer(
-                url=f"http://{host}:{port}",
-                host=host,
-                port=port,
-                owner_token=token,
-                process=process,
-                log_path=log_path,
-            )
-            _wait_for_health(process, server, startup_timeout)
+        serve = [*crm_command(), "serve"]
+        with http_server(serve, env, workdir, token, startup_timeout) as server:
             yield server
-        finally:
-            stop(process)
+
+
+@contextmanager
+def http_server(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    workdir: Path,
+    owner_token: str,
+    startup_timeout: float = 30.0,
+) -> Iterator[RunningServer]:
+    """``command --host H --port P`` as its own process on a free local port, its output
+    in ``workdir/server.log``; yields once ``GET /health`` answers, and always stops it."""
+    port = free_port()
+    host = "127.0.0.1"
+    log_path = workdir / "server.log"
+    name = " ".join(Path(command[0]).name if i == 0 else part for i, part in enumerate(command))
+    with log_path.open("wb") as log:
+        # The server's output goes to a file, never a pipe nobody reads: a full pipe
+        # would block the server mid-benchmark. Its own session: Ctrl-C reaches only
+        # us, and we stop it in order.
+        process = subprocess.Popen(
+            [*command, "--host", host, "--port", str(port)],
+            env=dict(env),
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        server = RunningServer(
+            url=f"http://{host}:{port}",
+            host=host,
+            port=port,
+            owner_token=owner_token,
+            process=process,
+            log_path=log_path,
+        )
+        _wait_for_health(process, server, startup_timeout, name)
+        yield server
+    finally:
+        stop(process)
 
 
 def _init(env: Mapping[str, str], workdir: Path) -> str:
@@ -441,12 +457,14 @@ def _init(env: Mapping[str, str], workdir: Path) -> str:
     return lines[-1]
 
 
-def _wait_for_health(process: subprocess.Popen[bytes], server: RunningServer, limit: float) -> None:
+def _wait_for_health(
+    process: subprocess.Popen[bytes], server: RunningServer, limit: float, name: str
+) -> None:
     deadline = time.monotonic() + limit
     while True:
         if process.poll() is not None:
             raise BenchError(
-                f"`crm serve` exited with {process.returncode} before answering "
+                f"`{name}` exited with {process.returncode} before answering "
                 f"GET /health; its output ends:\n{server.log_tail()}"
             )
         try:
@@ -456,7 +474,7 @@ def _wait_for_health(process: subprocess.Popen[bytes], server: RunningServer, li
             pass
         if time.monotonic() > deadline:
             raise BenchError(
-                f"`crm serve` did not answer GET /health within {limit:.0f} s; "
+                f"`{name}` did not answer GET /health within {limit:.0f} s; "
                 f"its output ends:\n{server.log_tail()}"
             )
         time.sleep(0.1)
