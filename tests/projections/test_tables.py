@@ -9,7 +9,7 @@ from uuid import uuid4
 import duckdb
 import pytest
 
-from projections.tables import SMALL_BATCH, Column, Table
+from projections.tables import SMALL_BATCH, SMALL_INSERT, Column, Table
 
 COLUMNS = [
     Column("id", "UUID", False),
@@ -94,7 +94,11 @@ def test_small_and_large_batches_write_and_delete_the_same_rows(key: list[str]) 
     assert len(content(con, small)) == len(changed)
 
 
-@pytest.mark.parametrize("count", [1, SMALL_BATCH + 1])
+#: The most rows of COLUMNS an INSERT binds as parameters; one more goes through Arrow.
+MOST_BOUND = SMALL_INSERT // len(COLUMNS)
+
+
+@pytest.mark.parametrize("count", [1, MOST_BOUND, MOST_BOUND + 1, SMALL_BATCH + 1])
 @pytest.mark.parametrize(
     ("position", "wrong"),
     [(2, "7"), (2, True), (6, 1), (1, 5), (3, object())],
