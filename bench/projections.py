@@ -248,6 +248,20 @@ def bench_store(store: str, args: argparse.Namespace) -> StoreResult:
         if "lag" in args.sections:
             lanes = make_lanes(history, args.lag_threads)
             tag = uuid.uuid4().hex[:8]
+            top = max(args.lag_rate)
+            # The write path alone, at the highest rate offered: what the drivers manage
+            # with no read model in the process (the lag is measured at what they do).
+            result.lags.append(
+                live_lag(
+                    crm,
+                    None,
+                    lanes,
+                    top,
+                    args.lag_seconds,
+                    f"{tag}w{top:.0f}",
+                    tick=seconds_ticker(ticker(f"write path at {top:,.0f}/s", args.lag_seconds)),
+                )
+            )
             for rate in args.lag_rate:
                 reads = ReadModels(reader, everything, factories, batch_size=page)
                 lag = live_lag(
@@ -442,14 +456,16 @@ def print_lags(store: str, lags: list[Lag], args: argparse.Namespace) -> None:
         f"{args.lag_threads} threads call commands.handlers.execute on a schedule of the "
         f"offered rate for {args.lag_seconds:g} s (done/s: what they managed); every read "
         "model in this process, its runner woken after each commit, as in `crm serve`. "
-        "Lag: from a command's commit until every read model has applied it "
+        "The first row: the same drivers with no read model in the process (the write path "
+        "alone). Lag: from a command's commit until every read model has applied it "
         f"(target p99 <= {TARGET_LAG_P99_MS:.0f} ms at 1,000/s). {machine_note(args)}",
     )
     for lag in lags:
         behind, took = Latency.of(lag.lags), Latency.of(lag.latencies)
         failed = sum(lag.failures.values())
+        offered = fmt_rate(lag.offered_rate)
         table.add_row(
-            fmt_rate(lag.offered_rate),
+            offered if lag.read_models else f"{offered} (no read models)",
             fmt_rate(lag.achieved_rate),
             fmt_int(lag.commands),
             f"[bold red]{failed}[/bold red]" if failed else "0",
@@ -511,6 +527,7 @@ def figures(results: dict[str, StoreResult], args: argparse.Namespace) -> dict[s
         entry["lag"] = [
             {
                 "offered_per_s": lag.offered_rate,
+                "read_models": lag.read_models,
                 "done_per_s": round(lag.achieved_rate, 1),
                 "seconds": round(lag.seconds, 2),
                 "threads": lag.threads,

@@ -41,6 +41,7 @@ from projections.bulk import stage
 from projections.files import ReadFiles
 from projections.host import ReadModels
 from projections.projector import Projector
+from projections.runner import Runner
 from replay.rebuild import rebuild as rebuild_model
 
 Factories = Mapping[str, Callable[[], Projector]]
@@ -291,6 +292,8 @@ class Lag:
     latencies: list[float] = field(default_factory=list)
     not_visible: int = 0
     runner_error: str | None = None
+    #: False for the write path alone: no read models ran, no lag was measured.
+    read_models: bool = True
 
     @property
     def achieved_rate(self) -> float:
@@ -424,7 +427,7 @@ class Driver:
 
 def live_lag(
     crm: Crm,
-    reads: ReadModels,
+    reads: ReadModels | None,
     lanes: list[Lane],
     rate: float,
     seconds: float,
@@ -436,12 +439,18 @@ def live_lag(
     lane (see :func:`make_lanes`; keep them for the next run), against a server-like
     setup: ``reads``' runner running in this process and woken after each commit (as
     ``api/app.py`` wires it). For each command, the time from its commit (``execute``
-    returned) until every read model's position reached the command's position."""
-    result = Lag(offered_rate=rate, seconds=seconds, threads=len(lanes))
+    returned) until every read model's position reached the command's position.
+
+    With ``reads`` None, the same drivers run with no read model in the process: what
+    the write path alone manages at that offered rate (no lag is measured)."""
+    result = Lag(
+        offered_rate=rate, seconds=seconds, threads=len(lanes), read_models=reads is not None
+    )
     committed: queue.SimpleQueue[tuple[int, float] | None] = queue.SimpleQueue()
-    runner = reads.runner
-    crm.commit_listeners.append(runner.wake)
-    reads.start()
+    runner = reads.runner if reads is not None else None
+    if reads is not None:
+        crm.commit_listeners.append(reads.runner.wake)
+        reads.start()
     lock = threading.Lock()
     slots = itertools.count()
     started = time.perf_counter() + 0.2
@@ -468,13 +477,14 @@ def live_lag(
                         result.failure_samples.append(f"{label}: {error!r}"[:300])
                 continue
             done = time.perf_counter()
-            committed.put((receipt.position, done))
+            if runner is not None:
+                committed.put((receipt.position, done))
             with lock:
                 result.commands += 1
                 result.by_command[label] += 1
                 result.latencies.append(done - sent)
 
-    def watch() -> None:
+    def watch(runner: Runner) -> None:
         waiting: list[tuple[int, float]] = []
         finished = False
         while True:
@@ -501,13 +511,18 @@ def live_lag(
                 result.not_visible = len(waiting)
                 return
 
-    watcher = threading.Thread(target=watch, name="lag-watch", daemon=True)
+    watcher = (
+        threading.Thread(target=watch, args=(runner,), name="lag-watch", daemon=True)
+        if runner is not None
+        else None
+    )
     workers = [
         threading.Thread(target=drive, args=(lane, i), name=f"drive-{i}", daemon=True)
         for i, lane in enumerate(lanes)
     ]
     try:
-        watcher.start()
+        if watcher is not None:
+            watcher.start()
         for worker in workers:
             worker.start()
         while any(w.is_alive() for w in workers):
@@ -517,9 +532,11 @@ def live_lag(
         result.seconds = time.perf_counter() - started
         drain_deadline = time.perf_counter() + drain_timeout
         committed.put(None)
-        watcher.join(drain_timeout + 5)
+        if watcher is not None:
+            watcher.join(drain_timeout + 5)
     finally:
-        crm.commit_listeners.remove(runner.wake)
-        result.runner_error = runner.status.error
-        reads.close()
+        if reads is not None:
+            crm.commit_listeners.remove(reads.runner.wake)
+            result.runner_error = reads.runner.status.error
+            reads.close()
     return result

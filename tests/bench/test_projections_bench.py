@@ -62,7 +62,12 @@ def test_bench_projections_reports_complete_runs(store: str, tmp_path: Path) -> 
     }
     assert result["profile"]["events"] == 1000
 
-    (lag,) = result["lag"]
+    alone, lag = result["lag"]
+    assert not alone["read_models"]
+    assert lag["read_models"]
+    assert alone["commands"] > 0
+    assert alone["failures"] == {}
+    assert alone["lag"]["count"] == 0  # nothing to lag behind: no read model ran
     assert lag["commands"] > 0
     assert lag["failures"] == {}
     assert lag["not_visible"] == 0
