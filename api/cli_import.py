@@ -15,7 +15,14 @@ from api.cli_common import app, err, fail, out, progress_bar, system_context
 from api.settings import Settings
 from api.wiring import build_crm
 from commands.errors import CommandError
-from commands.import_files import FileFormat, ImportFileError, file_batch_id, format_of, read_rows
+from commands.import_files import (
+    FileFormat,
+    ImportFileError,
+    check_file,
+    file_batch_id,
+    format_of,
+    read_rows,
+)
 from commands.import_rows import KINDS
 from commands.importing import Importer, ImportReport
 from domain.errors import DomainError
@@ -71,6 +78,7 @@ def import_file(
     try:
         chosen = format_of(file, file_format)
         batch_id, lines = file_batch_id(file, chosen, kind_name)
+        check_file(file, chosen)
     except ImportFileError as error:
         raise cannot_read(str(error)) from None
     settings = Settings()

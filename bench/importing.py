@@ -58,7 +58,7 @@ from bench.common import (
 from commands.app import Crm, store_env
 from commands.context import Context
 from commands.handlers import execute
-from commands.import_files import FileFormat, read_rows
+from commands.import_files import FileFormat, check_file, read_rows
 from commands.importing import Importer
 from commands.pipelines import CreatePipeline, StageSpec
 from commands.users import InviteUser
@@ -166,6 +166,7 @@ def time_import(env: dict[str, str], path: Path, rows: int, tick: Any) -> dict[s
                 crm, system, "bench", default_owner="owner@example.com", progress=tick
             )
             started = time.perf_counter()
+            check_file(path, FileFormat.csv)  # as `crm import` reads the file first
             report = importer.run(read_rows(path, FileFormat.csv))
             seconds = time.perf_counter() - started
             if report.refused:

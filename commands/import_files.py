@@ -56,9 +56,19 @@ def file_batch_id(path: Path, file_format: FileFormat, kind: str | None) -> tupl
     return batch, lines
 
 
+def check_file(path: Path, file_format: FileFormat) -> None:
+    """Read the whole file as :func:`read_rows` will, before anything is written: a file
+    that is not UTF-8, or not CSV (a quote left open swallows every later line), is
+    refused whole with :class:`ImportFileError` instead of failing after some batches
+    are in. Rows are not validated here: a bad row is reported on its own later."""
+    for _ in read_rows(path, file_format):
+        pass
+
+
 def read_rows(path: Path, file_format: FileFormat) -> Iterator[SourceRow]:
     """The rows of an import file, with their line numbers; a line that cannot be a row
-    (not a JSON object, too many values) comes with its error."""
+    (not a JSON object, too many values) comes with its error. Quotes are read strictly:
+    ``"a"b`` or a quote never closed is not CSV (the file is refused, naming the line)."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as file:
             if file_format is FileFormat.csv:
@@ -74,19 +84,23 @@ def read_rows(path: Path, file_format: FileFormat) -> Iterator[SourceRow]:
 
 
 def _csv_rows(file: Any) -> Iterator[SourceRow]:
-    reader = csv.reader(file)
-    header = next(reader, None)
-    if header is None:
-        return
-    names = [name.strip() for name in header]
-    start = reader.line_num + 1
-    for values in reader:
-        if any(v.strip() for v in values):
-            if len(values) > len(names):
-                yield SourceRow(start, {}, f"{len(values)} values for {len(names)} columns")
-            else:
-                yield SourceRow(start, dict(zip(names, values, strict=False)))
+    reader = csv.reader(file, strict=True)
+    start = 1
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        names = [name.strip() for name in header]
         start = reader.line_num + 1
+        for values in reader:
+            if any(v.strip() for v in values):
+                if len(values) > len(names):
+                    yield SourceRow(start, {}, f"{len(values)} values for {len(names)} columns")
+                else:
+                    yield SourceRow(start, dict(zip(names, values, strict=False)))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise csv.Error(f"the row from line {start}: {error}") from None
 
 
 def _jsonl_rows(file: Any) -> Iterator[SourceRow]:

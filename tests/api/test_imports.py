@@ -168,3 +168,40 @@ def test_crm_import_of_unreadable_content_fails_or_refuses_rows(
 
     assert result.returncode in (1, 2)
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("tail", "line"),
+    [
+        ('4,Dan,"dan@example.com\n5,Eve,eve@example.com\n', 5),  # a quote never closed
+        ('4,"Dan"x,dan@example.com\n', 5),  # text after a closing quote
+        ("4,D\xe1n,dan@example.com\n".encode("latin-1"), None),  # not UTF-8
+    ],
+    ids=["open-quote", "text-after-quote", "not-utf8"],
+)
+def test_crm_import_refuses_a_file_that_is_not_csv_anywhere_before_writing_anything(
+    site: Site,  # noqa: F811
+    tmp_path: Path,
+    tail: str | bytes,
+    line: int | None,
+) -> None:
+    """A file good at its start and broken near its end writes nothing at all: its first
+    rows would otherwise be in before the break is found (and an open quote would
+    swallow every later row without a word)."""
+    seed(site)
+    with site.store() as crm:
+        position = crm.position()
+    good = "".join(f"{n},Name{n},n{n}@example.com\n" for n in range(1, 4))
+    path = tmp_path / "contacts.csv"
+    head = f"external_id,first_name,emails\n{good}"
+    path.write_bytes(head.encode() + (tail.encode() if isinstance(tail, str) else tail))
+
+    result = site.crm("import", str(path), "--kind", "contact", "--owner", "owner@example.com")
+
+    assert result.returncode == 2, result
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"error: {path} is not ")
+    if line is not None:
+        assert f"line {line}" in message
+    with site.store() as crm:
+        assert written_since(crm, position) == []
