@@ -8,7 +8,8 @@ command writes nothing), and after every step it checks that
 - every aggregate the step saved, reloaded by another application on the same store,
   equals the one the write side holds in memory, and its stored versions run 1..n;
 - the model, the aggregates in memory and the CRM's invariants agree: no account is its
-  own ancestor, an e-mail belongs to at most one contact and the index says so, every
+  own ancestor, an e-mail belongs to at most one contact and the index says so (an
+  erased contact frees its addresses, and every later command naming it is refused), every
   deal sits in a stage of its pipeline, probabilities lie in 0..100, the Owner roster
   is exactly the active Owners and never empty, nobody holds a role twice.
 
@@ -43,7 +44,7 @@ from hypothesis.stateful import (
 
 from commands.accounts import ArchiveAccount, MoveAccount, RegisterAccount, RestoreAccount
 from commands.app import Crm
-from commands.contacts import CreateContact, UpdateContact
+from commands.contacts import CreateContact, EraseContact, UpdateContact
 from commands.context import Context, Payload, Receipt
 from commands.deals import LoseDeal, MoveDeal, OpenDeal, ReopenDeal, UpdateDeal, WinDeal
 from commands.errors import CommandError
@@ -65,7 +66,13 @@ from commands.users import USER_EMAIL_SCOPE, DeactivateUser, GrantRole, InviteUs
 from domain.account import Account, AccountArchivedError, AccountError, Hierarchy
 from domain.account import AccountHierarchyCycleError as CycleError
 from domain.account import hierarchy_id as the_hierarchy
-from domain.contact import EMAIL_SCOPE, Contact, email_key_id
+from domain.contact import (
+    EMAIL_SCOPE,
+    Contact,
+    ContactErasedError,
+    ErasureBasis,
+    email_key_id,
+)
 from domain.deal import Deal, DealClosedError, DealNotClosedError, DealStatus
 from domain.errors import DomainError, InvalidValueError, NotPermittedError
 from domain.index import KeyTakenError, UniqueKey
@@ -190,6 +197,7 @@ class Model:
     users: dict[UUID, UserModel] = field(default_factory=dict)
     accounts: dict[UUID, AccountModel] = field(default_factory=dict)
     contacts: dict[UUID, list[str]] = field(default_factory=dict)
+    erased: set[UUID] = field(default_factory=set)
     stages: dict[UUID, list[tuple[UUID, str]]] = field(default_factory=dict)
     deals: dict[UUID, DealModel] = field(default_factory=dict)
     interactions: dict[UUID, InteractionModel] = field(default_factory=dict)
@@ -501,6 +509,10 @@ class CrmMachine(RuleBasedStateMachine):
             return []
         return [AccountArchivedError]
 
+    def erased(self, *contact_ids: UUID | None) -> list[type[Exception]]:
+        """An erased contact cannot be changed, nor named by any new link."""
+        return [ContactErasedError] if self.model.erased.intersection(contact_ids) else []
+
     # -- accounts -----------------------------------------------------------------------
 
     @rule(
@@ -572,10 +584,25 @@ class CrmMachine(RuleBasedStateMachine):
     @rule(actor=ACTORS, contact=contacts, emails=CONTACT_EMAILS)
     def change_contact_emails(self, actor: int, contact: UUID, emails: list[str]) -> None:
         addresses = unique([normalized(e) for e in emails])
-        refusals = self.taken(addresses, contact)
+        refusals = self.taken(addresses, contact) + self.erased(contact)
         command = UpdateContact(contact_id=contact, emails=emails)
         if self.run(command, self.actor(actor), refusals):
             self.model.contacts[contact] = addresses
+
+    @rule(actor=ACTORS, contact=contacts, basis=st.sampled_from(ErasureBasis))
+    def erase_contact(self, actor: int, contact: UUID, basis: ErasureBasis) -> None:
+        """GDPR erasure: again on an erased contact, it succeeds and writes nothing."""
+        refusals: list[type[Exception]] = []
+        if basis is ErasureBasis.UNRECORDED:  # only erasures from before bases existed
+            refusals.append(InvalidValueError)
+        before = self.crm.position()
+        command = EraseContact(contact_id=contact, basis=basis, reference="GDPR-7")
+        if self.run(command, self.actor(actor), refusals) is None:
+            return
+        if contact in self.model.erased:
+            assert self.crm.position() == before, "erasing an erased contact wrote events"
+        self.model.contacts[contact] = []
+        self.model.erased.add(contact)
 
     # -- pipelines ----------------------------------------------------------------------
 
@@ -667,7 +694,7 @@ class CrmMachine(RuleBasedStateMachine):
         amount: Decimal,
         currency: str,
     ) -> UUID | MultipleResults[UUID]:
-        refusals = self.owner_refusals(owner) + self.archived(account)
+        refusals = self.owner_refusals(owner) + self.archived(account) + self.erased(*contacts)
         if not is_valid_money(amount, currency):
             refusals.append(InvalidValueError)
         ref: str | None = None
@@ -792,7 +819,8 @@ class CrmMachine(RuleBasedStateMachine):
         else:
             command = LogSms(**links, direction=Direction.OUTBOUND, body=text or "hi")
         fields = {**links, **command.details()}
-        receipt = self.run(command, self.actor(actor), self.interaction_refusals(kind, fields))
+        refusals = self.interaction_refusals(kind, fields) + self.erased(contact)
+        receipt = self.run(command, self.actor(actor), refusals)
         if receipt is None:
             return multiple()
         self.model.interactions[receipt.id] = InteractionModel(kind, fields)
@@ -876,7 +904,9 @@ class CrmMachine(RuleBasedStateMachine):
             linked_kind=link[0] if link else None,
             linked_id=link[1] if link else None,
         )
-        receipt = self.run(command, self.actor(actor), self.owner_refusals(assignee))
+        linked = link[1] if link and link[0] is RecordKind.CONTACT else None
+        refusals = self.owner_refusals(assignee) + self.erased(linked)
+        receipt = self.run(command, self.actor(actor), refusals)
         if receipt is None:
             return multiple()
         self.model.tasks[receipt.id] = False
