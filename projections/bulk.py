@@ -36,11 +36,12 @@ import io
 import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -48,7 +49,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.privacy import StateOpener, may_carry_personal
-from projections.events import REMOVED_SQL
+from projections.events import REMOVED
 from projections.projector import Projector
 from projections.store import ReadStore, transaction
 
@@ -119,9 +120,17 @@ class Staged:
     position: int
     read_seconds: float
     prepare_seconds: float
+    #: ``events`` without the removed records' events, made once for every read model.
+    _live: pa.Table | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.events.num_rows)
+
+    def live(self) -> pa.Table:
+        """``events`` without any event of a record that was removed (``REMOVED``)."""
+        if self._live is None:
+            self._live = without_removed(self.events)
+        return self._live
 
 
 def add_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -147,24 +156,49 @@ def read_raw(
             progress(table.num_rows, stop)
         return _opened(recorder, table)
     if isinstance(recorder, SQLiteApplicationRecorder):
-        return _opened(recorder, _read_pages(_sqlite_pages(recorder, stop), stop, progress))
+        pages = _sqlite_pages(recorder, stop)
+        if isinstance(recorder, StateOpener):
+            pages = _opened_pages(recorder, pages)
+        return _read_pages(pages, stop, progress)
     return _read_pages(_notification_pages(recorder, stop), stop, progress)
 
 
 def _opened(recorder: ApplicationRecorder, table: pa.Table) -> pa.Table:
     """``table`` with the sealed personal fields opened, or erased, as the recorder's own
-    reads give them (``domain/privacy.py``): these reads go round the recorder."""
+    reads give them (``domain/privacy.py``): these reads go round the recorder. Only the
+    states of topics that may carry personal data go through Python."""
     if not isinstance(recorder, StateOpener) or not table.num_rows:
         return table
-    topics = table.column("topic").to_pylist()
-    rows = [i for i, topic in enumerate(topics) if may_carry_personal(topic)]
-    if not rows:
+    topics = table.column("topic")
+    personal = [t for t in pc.unique(topics).to_pylist() if may_carry_personal(t)]
+    if not personal:
         return table
-    states = table.column("state").to_pylist()
-    opened = recorder.open_states([(topics[i], states[i]) for i in rows])
-    for i, state in zip(rows, opened, strict=True):
-        states[i] = state
-    return table.set_column(4, "state", pa.array(states, pa.binary()))
+    mask = pc.is_in(topics, value_set=pa.array(personal, pa.string())).combine_chunks()
+    picked = table.filter(mask)
+    states = picked.column("state").to_pylist()
+    opened = recorder.open_states(
+        list(zip(picked.column("topic").to_pylist(), states, strict=True))
+    )
+    if all(new is old for new, old in zip(opened, states, strict=True)):
+        return table
+    replaced = pc.replace_with_mask(table.column("state"), mask, pa.array(opened, pa.binary()))
+    return table.set_column(4, "state", replaced)
+
+
+def _opened_pages(opener: StateOpener, pages: Iterator[list[Row]]) -> Iterator[list[Row]]:
+    """Each page with its sealed personal fields opened, or erased (as :func:`_opened`),
+    while its rows are still Python tuples: the states go through Python anyway."""
+    personal: dict[str, bool] = {}  # by topic: a few dozen of them
+    for rows in pages:
+        for topic in {row[3] for row in rows}.difference(personal):
+            personal[topic] = may_carry_personal(topic)
+        picked = [i for i, row in enumerate(rows) if personal[row[3]]]
+        if picked:
+            opened = opener.open_states([(rows[i][3], rows[i][4]) for i in picked])
+            for i, state in zip(picked, opened, strict=True):
+                if state is not rows[i][4]:
+                    rows[i] = (*rows[i][:4], state)
+        yield rows
 
 
 def _read_pages(
@@ -173,15 +207,10 @@ def _read_pages(
     batches: list[pa.RecordBatch] = []
     done = 0
     for rows in pages:
+        columns = zip(*rows, strict=True)  # the rows turned into columns, in C
         batches.append(
             pa.RecordBatch.from_arrays(
-                [
-                    pa.array([row[0] for row in rows], pa.int64()),
-                    pa.array([row[1] for row in rows], pa.string()),
-                    pa.array([row[2] for row in rows], pa.int64()),
-                    pa.array([row[3] for row in rows], pa.string()),
-                    pa.array([row[4] for row in rows], pa.binary()),
-                ],
+                [pa.array(values, f.type) for values, f in zip(columns, _RAW_SCHEMA, strict=True)],
                 schema=_RAW_SCHEMA,
             )
         )
@@ -298,39 +327,36 @@ def stage(
     return Staged(events, position, read - started, perf_counter() - read)
 
 
-def without_removed(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
-    """``events`` without any event of a record that was removed (``REMOVED``)."""
-    con.register("_all_events", events)
-    try:
-        return con.sql(
-            "SELECT * FROM _all_events WHERE aggregate_id NOT IN "
-            f"(SELECT aggregate_id FROM _all_events WHERE name IN ({REMOVED_SQL})) "
-            "ORDER BY position"
-        ).to_arrow_table()
-    finally:
-        con.unregister("_all_events")
+def without_removed(events: pa.Table) -> pa.Table:
+    """``events`` without any event of a record that was removed (``REMOVED``), in
+    their order (filtered in Arrow: no sort, and no copy when nothing was removed)."""
+    removals = events.filter(pc.is_in(events.column("name"), value_set=pa.array(REMOVED)))
+    if not removals.num_rows:
+        return events
+    removed = pc.unique(removals.column("aggregate_id"))
+    return events.filter(pc.invert(pc.is_in(events.column("aggregate_id"), value_set=removed)))
 
 
-def build(store: ReadStore, staged: Staged) -> dict[str, float]:
+def build(store: ReadStore, staged: Staged, load: bool = True) -> dict[str, float]:
     """Fill the store's (empty) read models from ``staged`` in one transaction and set
     their positions to its position. Returns the seconds each projector took.
+
+    ``load``: load the projectors' memory from the new tables, as applying more events
+    with the handlers needs (a rebuild with no event after ``staged`` skips it: on a
+    large store it costs about as much as a small read model's build).
 
     Refused for a projector that has no bulk path or whose read model is not empty.
     """
     con = store.con
     seconds: dict[str, float] = {}
     add_macros(con)
-    live: pa.Table | None = None
     try:
         with transaction(con):
             for projector in store.projectors:
                 if store.position(projector.name) != 0:
                     raise ValueError(f"{projector.name} is at {store.position(projector.name)}")
                 started = perf_counter()
-                events = staged.events
-                if projector.bulk_without_removed:
-                    live = without_removed(con, events) if live is None else live
-                    events = live
+                events = staged.live() if projector.bulk_without_removed else staged.events
                 con.register("events", events)
                 try:
                     built = projector.build_in_bulk(con)
@@ -350,8 +376,9 @@ def build(store: ReadStore, staged: Staged) -> dict[str, float]:
     finally:
         con.unregister("events")
     store.moved_to(staged.position, [p.name for p in store.projectors])
-    for projector in store.projectors:
-        projector.load(con)
+    if load:
+        for projector in store.projectors:
+            projector.load(con)
     return seconds
 
 

@@ -744,11 +744,13 @@ WITH interactions AS NOT MATERIALIZED (
                   ',"retraction_reason":', coalesce(reason, 'null'), '}}') AS payload
     FROM timeline_bulk_interactions
 ), main AS (
-    SELECT *, 'contact' AS record_kind, unnest(contacts) AS record_id FROM interactions
-    UNION ALL
-    SELECT *, 'account', account FROM interactions WHERE account IS NOT NULL
-    UNION ALL
-    SELECT *, 'deal', deal FROM interactions WHERE deal IS NOT NULL
+    -- one row per linked record, from one pass: the payload is built once
+    SELECT * EXCLUDE (ref), ref[1] AS record_kind, ref[2] AS record_id FROM (
+        SELECT *, unnest(list_concat(
+            list_transform(contacts, lambda c: ['contact', c]),
+            CASE WHEN account IS NOT NULL THEN [['account', account]] END,
+            CASE WHEN deal IS NOT NULL THEN [['deal', deal]] END)) AS ref
+        FROM interactions)
 ), corrections AS (
     SELECT c.*, i.kind, i.retracted_position IS NOT NULL AS retracted,
            unnest(timeline_distinct(list_concat(l.links_before, l.links))) AS record

@@ -63,12 +63,19 @@ def rebuild(
         store = ReadStore(path, [factory()])
         try:
             events = 0
+            runner = Runner(recorder, [store], batch_size=batch_size)
             if can_build_in_bulk(store):
                 staged = staged if staged is not None else stage(recorder, progress=progress)
-                build(store, staged)
+                # The handlers' memory is loaded only for events committed since.
+                build(store, staged, load=False)
                 events = len(staged)
-            runner = Runner(recorder, [store], batch_size=batch_size)
-            events += runner.catch_up(progress=progress)
+                head = runner.head()
+                if head > staged.position:
+                    for projector in store.projectors:
+                        projector.load(store.con)
+                    events += runner.catch_up(stop=head, progress=progress)
+            else:
+                events += runner.catch_up(progress=progress)
             position = store.position(name)
             store.con.execute("CHECKPOINT")
         finally:
