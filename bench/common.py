@@ -408,7 +408,7 @@ def http_server(
     port = free_port()
     host = "127.0.0.1"
     log_path = workdir / "server.log"
-    name = " ".join(Path(command[0]).name if i == 0 else part for i, part in enumerate(command))
+    name = " ".join([Path(command[0]).name, *command[1:]])  # for messages: "crm serve"
     with log_path.open("wb") as log:
         # The server's output goes to a file, never a pipe nobody reads: a full pipe
         # would block the server mid-benchmark. Its own session: Ctrl-C reaches only

@@ -26,8 +26,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from fastapi import FastAPI, Response
-from pydantic import BaseModel
 
+from api.app import Health
 from bench.common import RunningServer, http_server
 from commands.accounts import RegisterAccount
 from commands.contacts import CreateContact
@@ -37,11 +37,6 @@ from commands.interactions import LogCall
 
 #: The module the floor server runs (``uvicorn --factory``).
 FACTORY = "bench.floor:create_app"
-
-
-class Health(BaseModel):
-    status: str
-    position: int
 
 
 def create_app() -> FastAPI:

@@ -152,11 +152,6 @@ class World:
     """What the workloads of one server share: fixtures, a serial number for unique
     names and e-mails, and each deal's stage as last seen."""
 
-    def pick(self, rep: int, n: int) -> int:
-        """A random index below ``n`` among the records created by rep ``rep``."""
-        reps = len(self.fixtures.rep_tokens)
-        return owned(rep, self.rng.randrange(n), n, reps)
-
     def __init__(self, fixtures: Fixtures, tag: str, seed: int) -> None:
         self.fixtures = fixtures
         self.tag = tag
@@ -164,6 +159,11 @@ class World:
         self.serial = itertools.count()
         self.deal_stage = [0] * len(fixtures.deal_ids)
         self.occurred_at = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+    def pick(self, rep: int, n: int) -> int:
+        """A random index below ``n`` among the records created by rep ``rep``."""
+        reps = len(self.fixtures.rep_tokens)
+        return owned(rep, self.rng.randrange(n), n, reps)
 
 
 class Single:

@@ -88,13 +88,14 @@ def subject_of(topic: str, originator_hex: str, state: Mapping[str, Any]) -> str
     field = _HELD_FOR.get(topic)
     if field is None:
         return None
-    if topic != IDEMPOTENCY_RECORDED and state.get("scope") != CONTACT_EMAIL_SCOPE:
-        return None  # a user's e-mail key, a custom role's name: no contact's data
-    if topic != IDEMPOTENCY_RECORDED and "key" in state and state["key"] in ("", None):
-        # A keyed e-mail key states no address (claimed: "", reclaimed: null): nothing to
-        # seal. Sealed, it would reload as erased once its holder is (a reclaim would
-        # even set the key to "[erased]"), unlike the key held in memory.
-        return None
+    if topic != IDEMPOTENCY_RECORDED:  # an index key's event
+        if state.get("scope") != CONTACT_EMAIL_SCOPE:
+            return None  # a user's e-mail key, a custom role's name: no contact's data
+        if state.get("key") in ("", None):
+            # A keyed e-mail key states no address (claimed: "", reclaimed: null):
+            # nothing to seal. Sealed, it would reload as erased once its holder is (a
+            # reclaim would even set the key to "[erased]"), unlike the key in memory.
+            return None
     holder = state.get(field)
     return str(holder["_data_"]) if isinstance(holder, dict) else None
 
